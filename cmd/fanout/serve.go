@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+
+	"github.com/fanout-sfu/fanout/sfu"
+	"github.com/fanout-sfu/fanout/signaling"
+)
+
+// serve runs the node until SIGINT or SIGTERM.
+func serve(cfg *Config) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
+	slog.SetDefault(log)
+	if cfg.Redis != "" {
+		return fmt.Errorf("redis %q: multi-node cascade is not available in this build yet; run without --redis", cfg.Redis)
+	}
+	transport, err := sfu.NewTransport(sfu.TransportParams{
+		BindIP: bindIP(cfg.Bind), UDPPort: cfg.UDPPort, TCPPort: cfg.TCPPort, NodeIP: cfg.NodeIP,
+	})
+	if err != nil {
+		return err
+	}
+	defer transport.Close()
+	nodeID := sfu.NewID("ND_")
+	rooms := sfu.NewManager(sfu.ManagerParams{
+		Transport: transport,
+		ServerInfo: &livekit.ServerInfo{
+			Edition: livekit.ServerInfo_Standard, Version: version, Protocol: 16,
+			Region: cfg.Region, NodeId: nodeID,
+		},
+		EmptyTimeout:       cfg.Room.EmptyTimeout.Std(),
+		DepartureTimeout:   cfg.Room.DepartureTimeout.Std(),
+		ParticipantTimeout: cfg.Room.ParticipantTimeout.Std(),
+		MaxParticipants:    cfg.Room.MaxParticipants,
+		Logger:             log,
+	})
+	defer rooms.Close()
+	mux := http.NewServeMux()
+	signaling.NewServer(signaling.ServerParams{Rooms: rooms, Keys: signaling.StaticKeys(cfg.Keys), Logger: log}).Register(mux)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	addr := net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen http %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	log.Info("fanout started", "version", version, "http", ln.Addr().String(), "udp", cfg.UDPPort,
+		"tcp", cfg.TCPPort, "node_ip", cfg.NodeIP, "dev", cfg.Dev, "node", nodeID)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+	case sig := <-stop:
+		log.Info("shutting down", "signal", sig.String())
+	}
+	rooms.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(ctx)
+}
+
+// bindIP turns the HTTP bind address into the media sockets' address.
+func bindIP(bind string) string {
+	if bind == "0.0.0.0" {
+		return ""
+	}
+	return bind
+}

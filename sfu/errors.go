@@ -1,0 +1,26 @@
+package sfu
+
+import "errors"
+
+// Errors returned to signaling and the room API; each names a client mistake
+// precisely enough to be sent back as the reason of a rejection.
+var (
+	ErrRoomClosed          = errors.New("room is closed")
+	ErrRoomFull            = errors.New("room is full")
+	ErrRoomNotFound        = errors.New("room not found")
+	ErrParticipantNotFound = errors.New("participant not found")
+	ErrParticipantClosed   = errors.New("participant has left")
+	ErrTrackNotFound       = errors.New("track not found")
+	ErrPublishNotAllowed   = errors.New("participant may not publish")
+	ErrSourceNotAllowed    = errors.New("participant may not publish this source")
+	ErrSubscribeNotAllowed = errors.New("participant may not subscribe")
+	ErrDataNotAllowed      = errors.New("participant may not publish data")
+	ErrMetadataNotAllowed  = errors.New("participant may not update its metadata")
+	ErrDuplicateTrack      = errors.New("a track with this cid is already pending")
+	ErrTooManyPending      = errors.New("too many tracks pending publication")
+	ErrBadTrackType        = errors.New("track type must be AUDIO or VIDEO")
+	ErrUnknownTarget       = errors.New("unknown signal target")
+	ErrBadCandidate        = errors.New("malformed ICE candidate")
+	ErrBadSDP              = errors.New("malformed session description")
+	ErrNoRemoteDescription = errors.New("no remote description yet")
+)

@@ -1,0 +1,273 @@
+package sfu
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	"github.com/pion/webrtc/v4"
+	"google.golang.org/protobuf/proto"
+)
+
+// SignalSink is how the SFU talks to a participant's client. SendSignal must
+// not block (the signaling layer queues, and drops a client that cannot keep
+// up); CloseSignal ends the client's signal connection after queued messages.
+type SignalSink interface {
+	SendSignal(msg *livekit.SignalResponse)
+	CloseSignal()
+}
+
+// ParticipantParams describes a participant joining a room.
+type ParticipantParams struct {
+	Identity      livekit.ParticipantIdentity
+	Name          string
+	Metadata      string
+	Attributes    map[string]string
+	Kind          livekit.ParticipantInfo_Kind
+	Permission    *livekit.ParticipantPermission
+	AutoSubscribe bool
+	// ClientProtocol is the protocol version the client announced.
+	ClientProtocol int32
+	Signal         SignalSink
+}
+
+// Participant is one client in a room: its two peer connections, what it
+// publishes and what it receives.
+type Participant struct {
+	id     livekit.ParticipantID
+	room   *Room
+	signal SignalSink
+	log    *slog.Logger
+
+	mu             sync.Mutex
+	identity       livekit.ParticipantIdentity
+	name           string
+	metadata       string
+	attributes     map[string]string
+	kind           livekit.ParticipantInfo_Kind
+	permission     *livekit.ParticipantPermission
+	autoSubscribe  bool
+	clientProtocol int32
+	state          livekit.ParticipantInfo_State
+	joinedAt       time.Time
+	version        uint32
+	disconnect     livekit.DisconnectReason
+
+	pub   *publisher
+	sub   *subscriber
+	perms permissions
+
+	closed     atomic.Bool
+	closeOnce  sync.Once
+	signalLost *time.Timer
+}
+
+func newParticipant(room *Room, p ParticipantParams) (*Participant, error) {
+	perm := p.Permission
+	if perm == nil {
+		perm = &livekit.ParticipantPermission{CanSubscribe: true, CanPublish: true, CanPublishData: true}
+	}
+	part := &Participant{
+		id:             livekit.ParticipantID(NewID(ParticipantPrefix)),
+		room:           room,
+		signal:         p.Signal,
+		identity:       p.Identity,
+		name:           p.Name,
+		metadata:       p.Metadata,
+		attributes:     p.Attributes,
+		kind:           p.Kind,
+		permission:     proto.Clone(perm).(*livekit.ParticipantPermission),
+		autoSubscribe:  p.AutoSubscribe,
+		clientProtocol: p.ClientProtocol,
+		state:          livekit.ParticipantInfo_JOINING,
+		joinedAt:       time.Now(),
+	}
+	part.log = room.log.With("participant", part.id, "identity", p.Identity)
+	pub, err := newPublisher(part)
+	if err != nil {
+		return nil, err
+	}
+	sub, err := newSubscriber(part)
+	if err != nil {
+		pub.close()
+		return nil, err
+	}
+	part.pub, part.sub = pub, sub
+	return part, nil
+}
+
+// ID returns the participant's sid (PA_...).
+func (p *Participant) ID() livekit.ParticipantID { return p.id }
+
+// Identity returns the identity from the participant's token.
+func (p *Participant) Identity() livekit.ParticipantIdentity { return p.identity }
+
+// Room returns the room the participant is in.
+func (p *Participant) Room() *Room { return p.room }
+
+// Closed reports whether the participant has left.
+func (p *Participant) Closed() bool { return p.closed.Load() }
+
+// Permission returns a copy of the participant's current permissions.
+func (p *Participant) Permission() *livekit.ParticipantPermission {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return proto.Clone(p.permission).(*livekit.ParticipantPermission)
+}
+
+func (p *Participant) hidden() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.permission.Hidden
+}
+
+// Info returns the participant as clients see it.
+func (p *Participant) Info() *livekit.ParticipantInfo {
+	p.mu.Lock()
+	info := &livekit.ParticipantInfo{
+		Sid:              string(p.id),
+		Identity:         string(p.identity),
+		Name:             p.name,
+		Metadata:         p.metadata,
+		Attributes:       copyMap(p.attributes),
+		State:            p.state,
+		JoinedAt:         p.joinedAt.Unix(),
+		JoinedAtMs:       p.joinedAt.UnixMilli(),
+		Version:          p.version,
+		Permission:       proto.Clone(p.permission).(*livekit.ParticipantPermission),
+		Kind:             p.kind,
+		Region:           p.room.serverInfo.Region,
+		DisconnectReason: p.disconnect,
+		ClientProtocol:   p.clientProtocol,
+	}
+	p.mu.Unlock()
+	info.Tracks = p.pub.trackInfos()
+	info.IsPublisher = len(info.Tracks) > 0
+	return info
+}
+
+// bumpVersion marks a change of the participant's visible state.
+func (p *Participant) bumpVersion() {
+	p.mu.Lock()
+	p.version++
+	p.mu.Unlock()
+}
+
+func copyMap(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// send queues a message for the participant's client.
+func (p *Participant) send(msg *livekit.SignalResponse) {
+	if p.signal != nil && !p.closed.Load() {
+		p.signal.SendSignal(msg)
+	}
+}
+
+// start is called after the join response went out: it sets up
+// subscriptions to tracks already published and sends the first offer.
+func (p *Participant) start() {
+	p.mu.Lock()
+	p.state = livekit.ParticipantInfo_JOINED
+	p.version++
+	p.mu.Unlock()
+	p.room.broadcastParticipant(p)
+	p.room.subscribeToExisting(p)
+	p.sub.requestNegotiation()
+}
+
+// setActive marks the participant ACTIVE once a peer connection is up.
+func (p *Participant) setActive() {
+	p.mu.Lock()
+	if p.state != livekit.ParticipantInfo_JOINED {
+		p.mu.Unlock()
+		return
+	}
+	p.state = livekit.ParticipantInfo_ACTIVE
+	p.version++
+	p.mu.Unlock()
+	p.room.broadcastParticipant(p)
+}
+
+// SignalLost is called by signaling when the client's connection dropped
+// without a leave: the participant stays for the room's participant timeout
+// (its media keeps flowing) and is removed unless it rejoins first.
+func (p *Participant) SignalLost() {
+	timeout := p.room.params.ParticipantTimeout
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.signalLost != nil || p.closed.Load() {
+		return
+	}
+	p.log.Info("signal connection lost, waiting for the client", "timeout", timeout)
+	p.signalLost = time.AfterFunc(timeout, func() {
+		p.Close(livekit.DisconnectReason_SIGNAL_CLOSE, false)
+	})
+}
+
+// Close removes the participant from its room, ends its tracks and peer
+// connections. With notify, the client is told to leave first.
+func (p *Participant) Close(reason livekit.DisconnectReason, notify bool) {
+	p.closeOnce.Do(func() {
+		p.log.Info("participant leaving", "reason", reason.String())
+		if notify && p.signal != nil {
+			p.signal.SendSignal(&livekit.SignalResponse{Message: &livekit.SignalResponse_Leave{
+				Leave: &livekit.LeaveRequest{Reason: reason, Action: livekit.LeaveRequest_DISCONNECT},
+			}})
+		}
+		p.closed.Store(true)
+		p.mu.Lock()
+		p.state = livekit.ParticipantInfo_DISCONNECTED
+		p.disconnect = reason
+		p.version++
+		if p.signalLost != nil {
+			p.signalLost.Stop()
+		}
+		p.mu.Unlock()
+		p.sub.close()
+		p.pub.close()
+		p.room.removeParticipant(p)
+		if p.signal != nil {
+			p.signal.CloseSignal()
+		}
+	})
+}
+
+// HandleTrickle adds a remote ICE candidate (JSON RTCIceCandidateInit).
+func (p *Participant) HandleTrickle(target livekit.SignalTarget, candidateJSON string) error {
+	init, err := parseCandidate(candidateJSON)
+	if err != nil {
+		return err
+	}
+	switch target {
+	case livekit.SignalTarget_PUBLISHER:
+		return p.pub.pc.addCandidate(init)
+	case livekit.SignalTarget_SUBSCRIBER:
+		return p.sub.pc.addCandidate(init)
+	}
+	return fmt.Errorf("trickle target %d: %w", target, ErrUnknownTarget)
+}
+
+// sendTrickle sends one of our candidates to the client.
+func (p *Participant) sendTrickle(target livekit.SignalTarget, c *webrtc.ICECandidate) {
+	if c == nil {
+		return
+	}
+	js, err := marshalCandidate(c.ToJSON())
+	if err != nil {
+		return
+	}
+	p.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_Trickle{
+		Trickle: &livekit.TrickleRequest{CandidateInit: js, Target: target},
+	}})
+}

@@ -1,0 +1,304 @@
+package sfu
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/livekit/protocol/livekit"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+	"google.golang.org/protobuf/proto"
+)
+
+// maxPendingTracks bounds addTrack requests waiting for their media.
+const maxPendingTracks = 32
+
+// publishedTrack is one track a participant publishes.
+type publishedTrack struct {
+	info *livekit.TrackInfo // guarded by publisher.mu
+	up   *UpTrack
+}
+
+// publisher is the receiving side of a participant: the peer connection it
+// publishes on and the tracks announced with addTrack.
+type publisher struct {
+	p  *Participant
+	pc *peerConn
+
+	mu      sync.Mutex
+	pending []*pendingTrack
+	tracks  map[livekit.TrackID]*publishedTrack
+	order   []livekit.TrackID
+}
+
+type pendingTrack struct {
+	cid  string
+	info *livekit.TrackInfo
+}
+
+func newPublisher(p *Participant) (*publisher, error) {
+	pc, err := p.room.params.Transport.NewPublisherPC()
+	if err != nil {
+		return nil, err
+	}
+	pub := &publisher{p: p, pc: newPeerConn(pc), tracks: map[livekit.TrackID]*publishedTrack{}}
+	pc.OnICECandidate(func(c *webrtc.ICECandidate) { p.sendTrickle(livekit.SignalTarget_PUBLISHER, c) })
+	pc.OnTrack(pub.onTrack)
+	pc.OnDataChannel(func(dc *webrtc.DataChannel) {
+		label := dc.Label()
+		dc.OnMessage(func(msg webrtc.DataChannelMessage) { p.room.handleData(p, label, msg.Data) })
+	})
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		p.log.Debug("publisher pc state", "state", s.String())
+		if s == webrtc.PeerConnectionStateConnected {
+			p.setActive()
+		}
+	})
+	return pub, nil
+}
+
+// AddTrack announces a track the client is about to publish.
+func (p *Participant) AddTrack(req *livekit.AddTrackRequest) (*livekit.TrackInfo, error) {
+	perm := p.Permission()
+	if !perm.CanPublish || perm.Hidden {
+		return nil, ErrPublishNotAllowed
+	}
+	if len(perm.CanPublishSources) > 0 && !slices.Contains(perm.CanPublishSources, req.Source) {
+		return nil, fmt.Errorf("source %s: %w", req.Source, ErrSourceNotAllowed)
+	}
+	if req.Type != livekit.TrackType_AUDIO && req.Type != livekit.TrackType_VIDEO {
+		return nil, fmt.Errorf("type %s: %w", req.Type, ErrBadTrackType)
+	}
+	info := &livekit.TrackInfo{
+		Sid: NewID(TrackPrefix), Type: req.Type, Name: req.Name, Muted: req.Muted,
+		Width: req.Width, Height: req.Height, Source: req.Source, Layers: req.Layers,
+		DisableDtx: req.DisableDtx, Stereo: req.Stereo, DisableRed: req.DisableRed,
+		Encryption: req.Encryption, Stream: req.Stream, AudioFeatures: req.AudioFeatures,
+		Simulcast: len(req.Layers) > 1,
+	}
+	pub := p.pub
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	for _, pt := range pub.pending {
+		if pt.cid == req.Cid {
+			return nil, fmt.Errorf("cid %q: %w", req.Cid, ErrDuplicateTrack)
+		}
+	}
+	if len(pub.pending) >= maxPendingTracks {
+		return nil, ErrTooManyPending
+	}
+	pub.pending = append(pub.pending, &pendingTrack{cid: req.Cid, info: info})
+	return proto.Clone(info).(*livekit.TrackInfo), nil
+}
+
+// HandleOffer answers the client's offer on the publisher connection.
+func (p *Participant) HandleOffer(sdpText string, id uint32) error {
+	if err := validateSDP(sdpText); err != nil {
+		return err
+	}
+	pc := p.pub.pc
+	if err := pc.setRemote(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdpText}); err != nil {
+		return err
+	}
+	answer, err := pc.pc.CreateAnswer(nil)
+	if err != nil {
+		return fmt.Errorf("create answer: %w", err)
+	}
+	if err := pc.pc.SetLocalDescription(answer); err != nil {
+		return fmt.Errorf("set local answer: %w", err)
+	}
+	p.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_Answer{Answer: &livekit.SessionDescription{
+		Type: "answer", Sdp: answer.SDP, Id: id,
+	}}})
+	return nil
+}
+
+// validateSDP rejects descriptions pion would choke on, with a precise reason.
+func validateSDP(text string) error {
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(text); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	return nil
+}
+
+// takePending finds the addTrack entry for an incoming track: by cid (the
+// msid track id), else the first pending track of the same kind.
+func (pub *publisher) takePending(cid string, kind webrtc.RTPCodecType) *pendingTrack {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	idx := slices.IndexFunc(pub.pending, func(pt *pendingTrack) bool { return pt.cid == cid })
+	if idx < 0 {
+		want := livekit.TrackType_AUDIO
+		if kind == webrtc.RTPCodecTypeVideo {
+			want = livekit.TrackType_VIDEO
+		}
+		idx = slices.IndexFunc(pub.pending, func(pt *pendingTrack) bool { return pt.info.Type == want })
+	}
+	if idx < 0 {
+		return nil
+	}
+	pt := pub.pending[idx]
+	pub.pending = slices.Delete(pub.pending, idx, idx+1)
+	return pt
+}
+
+func (pub *publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+	p := pub.p
+	mid := midOf(pub.pc.pc, receiver)
+	if remote.RID() != "" && pub.hasMid(mid) {
+		p.log.Debug("ignoring extra simulcast layer", "rid", remote.RID(), "mid", mid)
+		return
+	}
+	pt := pub.takePending(remote.ID(), remote.Kind())
+	if pt == nil {
+		p.log.Warn("track without addTrack, ignored", "msid_track", remote.ID(), "kind", remote.Kind().String())
+		_ = receiver.Stop()
+		return
+	}
+	pt.info.MimeType = remote.Codec().MimeType
+	pt.info.Mid = mid
+	var levelID uint8
+	for _, ext := range receiver.GetParameters().HeaderExtensions {
+		if ext.URI == sdp.AudioLevelURI {
+			levelID = uint8(ext.ID)
+		}
+	}
+	up := NewUpTrack(UpTrackParams{
+		ID: livekit.TrackID(pt.info.Sid), Reader: remote, Codec: remote.Codec(), Kind: remote.Kind(),
+		SSRC: uint32(remote.SSRC()), AudioLevelExtID: levelID,
+		OnAudioLevel: p.room.speakerObserver(p.id),
+		WriteRTCP:    pub.pc.pc.WriteRTCP,
+		Logger:       p.log,
+	})
+	track := &publishedTrack{info: pt.info, up: up}
+	pub.mu.Lock()
+	pub.tracks[up.ID()] = track
+	pub.order = append(pub.order, up.ID())
+	pub.mu.Unlock()
+	p.log.Info("track published", "track", up.ID(), "mime", pt.info.MimeType, "source", pt.info.Source.String())
+	go func() {
+		up.Run()
+		pub.unpublish(up.ID())
+	}()
+	p.bumpVersion()
+	p.room.broadcastParticipant(p)
+	p.room.onTrackPublished(p, track)
+}
+
+func (pub *publisher) hasMid(mid string) bool {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	for _, t := range pub.tracks {
+		if t.info.Mid == mid && mid != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func midOf(pc *webrtc.PeerConnection, receiver *webrtc.RTPReceiver) string {
+	for _, tr := range pc.GetTransceivers() {
+		if tr.Receiver() == receiver {
+			return tr.Mid()
+		}
+	}
+	return ""
+}
+
+// unpublish removes a track that ended and tells the room.
+func (pub *publisher) unpublish(id livekit.TrackID) {
+	pub.mu.Lock()
+	_, ok := pub.tracks[id]
+	delete(pub.tracks, id)
+	pub.order = slices.DeleteFunc(pub.order, func(t livekit.TrackID) bool { return t == id })
+	pub.mu.Unlock()
+	if !ok {
+		return
+	}
+	p := pub.p
+	p.log.Info("track unpublished", "track", id)
+	if p.closed.Load() {
+		return
+	}
+	p.bumpVersion()
+	p.room.broadcastParticipant(p)
+	p.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_TrackUnpublished{
+		TrackUnpublished: &livekit.TrackUnpublishedResponse{TrackSid: string(id)},
+	}})
+}
+
+// track returns a published track by id.
+func (pub *publisher) track(id livekit.TrackID) *publishedTrack {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	return pub.tracks[id]
+}
+
+// publishedTracks lists the participant's tracks in publication order.
+func (pub *publisher) publishedTracks() []*publishedTrack {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	out := make([]*publishedTrack, 0, len(pub.order))
+	for _, id := range pub.order {
+		out = append(out, pub.tracks[id])
+	}
+	return out
+}
+
+func (pub *publisher) trackInfos() []*livekit.TrackInfo {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	out := make([]*livekit.TrackInfo, 0, len(pub.order))
+	for _, id := range pub.order {
+		out = append(out, proto.Clone(pub.tracks[id].info).(*livekit.TrackInfo))
+	}
+	return out
+}
+
+// SetTrackMuted mutes or unmutes one of the participant's tracks; with
+// fromServer the client is told to mute too (RoomService).
+func (p *Participant) SetTrackMuted(id livekit.TrackID, muted, fromServer bool) (*livekit.TrackInfo, error) {
+	pub := p.pub
+	pub.mu.Lock()
+	t := pub.tracks[id]
+	var pendingInfo *livekit.TrackInfo
+	if t == nil {
+		for _, pt := range pub.pending {
+			if pt.info.Sid == string(id) {
+				pendingInfo = pt.info
+			}
+		}
+		if pendingInfo != nil {
+			pendingInfo.Muted = muted
+		}
+		pub.mu.Unlock()
+		if pendingInfo == nil {
+			return nil, fmt.Errorf("track %s: %w", id, ErrTrackNotFound)
+		}
+		return proto.Clone(pendingInfo).(*livekit.TrackInfo), nil
+	}
+	changed := t.info.Muted != muted
+	t.info.Muted = muted
+	info := proto.Clone(t.info).(*livekit.TrackInfo)
+	pub.mu.Unlock()
+	if fromServer {
+		p.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_Mute{
+			Mute: &livekit.MuteTrackRequest{Sid: string(id), Muted: muted},
+		}})
+	}
+	if changed {
+		p.bumpVersion()
+		p.room.onTrackMuted(t, muted)
+		p.room.broadcastParticipant(p)
+		if !muted && t.up.Kind() == webrtc.RTPCodecTypeVideo {
+			t.up.RequestKeyframe()
+		}
+	}
+	return info, nil
+}
+
+func (pub *publisher) close() {
+	pub.pc.close()
+}

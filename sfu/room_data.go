@@ -1,0 +1,128 @@
+package sfu
+
+import (
+	"slices"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	"google.golang.org/protobuf/proto"
+)
+
+// Data channel labels, as LiveKit clients name them.
+const (
+	ReliableLabel = "_reliable"
+	LossyLabel    = "_lossy"
+)
+
+// MaxDataPacketSize is the largest data message relayed (bigger ones are dropped).
+const MaxDataPacketSize = 64 * 1024
+
+// maxBufferedData is how much a subscriber's data channel may queue before
+// further messages to it are dropped: a slow receiver never holds up others.
+const maxBufferedData = 4 << 20
+
+// speakerInterval is how often active speakers are recomputed.
+const speakerInterval = 300 * time.Millisecond
+
+// handleData relays a data packet a participant sent on its publisher
+// connection to the rest of the room.
+func (r *Room) handleData(from *Participant, label string, data []byte) {
+	if len(data) > MaxDataPacketSize {
+		from.log.Debug("data packet too large, dropped", "bytes", len(data))
+		return
+	}
+	if !from.Permission().CanPublishData {
+		from.log.Debug("data packet without canPublishData, dropped")
+		return
+	}
+	var pkt livekit.DataPacket
+	if err := proto.Unmarshal(data, &pkt); err != nil {
+		from.log.Debug("malformed data packet, dropped", "err", err)
+		return
+	}
+	if _, ok := pkt.Value.(*livekit.DataPacket_Speaker); ok {
+		return // server-originated only
+	}
+	kind := livekit.DataPacket_RELIABLE
+	if label == LossyLabel {
+		kind = livekit.DataPacket_LOSSY
+	}
+	pkt.Kind = kind
+	pkt.ParticipantIdentity = string(from.identity)
+	pkt.ParticipantSid = string(from.id)
+	dests := pkt.DestinationIdentities
+	if u := pkt.GetUser(); u != nil {
+		u.ParticipantSid = string(from.id)
+		u.ParticipantIdentity = string(from.identity)
+		dests = append(dests, u.DestinationIdentities...)
+	}
+	r.sendData(from, &pkt, dests)
+}
+
+// SendData sends a data packet to the room on behalf of the server
+// (RoomService.SendData): to everyone, or to the given identities.
+func (r *Room) SendData(pkt *livekit.DataPacket, dests []string) {
+	r.sendData(nil, pkt, dests)
+}
+
+func (r *Room) sendData(from *Participant, pkt *livekit.DataPacket, dests []string) {
+	buf, err := proto.Marshal(pkt)
+	if err != nil {
+		r.log.Warn("marshal data packet", "err", err)
+		return
+	}
+	for _, to := range r.Participants() {
+		if to == from {
+			continue
+		}
+		if len(dests) > 0 && !slices.Contains(dests, string(to.identity)) {
+			continue
+		}
+		to.sub.sendData(pkt.Kind, buf)
+	}
+}
+
+// sendData writes a data message on the reliable or lossy channel.
+func (s *subscriber) sendData(kind livekit.DataPacket_Kind, buf []byte) {
+	dc := s.reliable
+	if kind == livekit.DataPacket_LOSSY {
+		dc = s.lossy
+	}
+	if dc.BufferedAmount() > maxBufferedData {
+		s.p.log.Debug("data channel backlog, message dropped", "label", dc.Label())
+		return
+	}
+	if err := dc.Send(buf); err != nil {
+		s.p.log.Debug("data send failed", "label", dc.Label(), "err", err)
+	}
+}
+
+// speakerObserver returns the audio level callback for a participant's tracks.
+func (r *Room) speakerObserver(id livekit.ParticipantID) func(uint8) {
+	key := string(id)
+	return func(level uint8) { r.speakers.Observe(key, level) }
+}
+
+// speakerLoop tells the room who is speaking whenever that changes.
+func (r *Room) speakerLoop() {
+	ticker := time.NewTicker(speakerInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-r.done:
+			return
+		case <-ticker.C:
+		}
+		speakers, changed := r.speakers.Tick()
+		if !changed {
+			continue
+		}
+		infos := make([]*livekit.SpeakerInfo, 0, len(speakers))
+		for _, s := range speakers {
+			infos = append(infos, &livekit.SpeakerInfo{Sid: s.ID, Level: s.Level, Active: s.Active})
+		}
+		r.broadcast(&livekit.SignalResponse{Message: &livekit.SignalResponse_SpeakersChanged{
+			SpeakersChanged: &livekit.SpeakersChanged{Speakers: infos},
+		}})
+	}
+}

@@ -1,0 +1,244 @@
+package sfu
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+)
+
+// Ping settings announced in the join response.
+const (
+	PingInterval = 10 * time.Second
+	PingTimeout  = 30 * time.Second
+)
+
+// permissions is a publisher's subscription permission: who may receive
+// which of its tracks. The zero value allows everyone.
+type permissions struct {
+	mu         sync.Mutex
+	restricted bool
+	// allowed maps a subscriber (sid or identity) to the tracks it may
+	// receive; a nil set means all tracks.
+	allowed map[string]map[livekit.TrackID]bool
+}
+
+func (pm *permissions) allows(sub *Participant, track livekit.TrackID) bool {
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	if !pm.restricted {
+		return true
+	}
+	for _, key := range []string{string(sub.id), string(sub.identity)} {
+		if tracks, ok := pm.allowed[key]; ok {
+			return tracks == nil || tracks[track]
+		}
+	}
+	return false
+}
+
+func (pm *permissions) set(req *livekit.SubscriptionPermission) {
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	pm.restricted = !req.AllParticipants
+	pm.allowed = map[string]map[livekit.TrackID]bool{}
+	for _, tp := range req.TrackPermissions {
+		var tracks map[livekit.TrackID]bool
+		if !tp.AllTracks {
+			tracks = map[livekit.TrackID]bool{}
+			for _, t := range tp.TrackSids {
+				tracks[livekit.TrackID(t)] = true
+			}
+		}
+		for _, key := range []string{tp.ParticipantSid, tp.ParticipantIdentity} {
+			if key != "" {
+				pm.allowed[key] = tracks
+			}
+		}
+	}
+}
+
+// shouldReceive decides whether sub gets pub's track: it may subscribe, the
+// publisher allows it, and it asked for the track or auto-subscribes.
+func (r *Room) shouldReceive(sub, pub *Participant, track livekit.TrackID) bool {
+	if sub == pub || sub.Closed() || pub.Closed() {
+		return false
+	}
+	if !sub.Permission().CanSubscribe || !pub.perms.allows(sub, track) {
+		return false
+	}
+	if want, set := sub.sub.wantsExplicit(track); set {
+		return want
+	}
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	return sub.autoSubscribe
+}
+
+// onTrackPublished subscribes everyone who should receive a new track.
+func (r *Room) onTrackPublished(pub *Participant, t *publishedTrack) {
+	for _, sub := range r.Participants() {
+		if r.shouldReceive(sub, pub, t.up.ID()) {
+			if err := sub.sub.subscribe(pub, t); err != nil {
+				sub.log.Warn("subscribe failed", "track", t.up.ID(), "err", err)
+			}
+		}
+	}
+}
+
+// subscribeToExisting subscribes a newcomer to the tracks already published.
+func (r *Room) subscribeToExisting(sub *Participant) {
+	for _, pub := range r.Participants() {
+		for _, t := range pub.pub.publishedTracks() {
+			if r.shouldReceive(sub, pub, t.up.ID()) {
+				if err := sub.sub.subscribe(pub, t); err != nil {
+					sub.log.Warn("subscribe failed", "track", t.up.ID(), "err", err)
+				}
+			}
+		}
+	}
+}
+
+// onTrackMuted pauses or resumes a track for everyone receiving it.
+func (r *Room) onTrackMuted(t *publishedTrack, muted bool) {
+	for _, sub := range r.Participants() {
+		sub.sub.setMuted(t.up.ID(), muted)
+	}
+}
+
+// findTrack locates a published track in the room.
+func (r *Room) findTrack(id livekit.TrackID) (*Participant, *publishedTrack) {
+	for _, p := range r.Participants() {
+		if t := p.pub.track(id); t != nil {
+			return p, t
+		}
+	}
+	return nil, nil
+}
+
+// UpdateSubscriptions subscribes the participant to tracks or unsubscribes
+// it; the choice overrides auto-subscribe for those tracks.
+func (p *Participant) UpdateSubscriptions(trackIDs []livekit.TrackID, subscribe bool) error {
+	if subscribe && !p.Permission().CanSubscribe {
+		return ErrSubscribeNotAllowed
+	}
+	var missing []livekit.TrackID
+	for _, id := range trackIDs {
+		p.sub.mu.Lock()
+		p.sub.explicit[id] = subscribe
+		p.sub.mu.Unlock()
+		if !subscribe {
+			p.sub.unsubscribe(id)
+			continue
+		}
+		pub, t := p.room.findTrack(id)
+		if t == nil {
+			missing = append(missing, id)
+			continue
+		}
+		if !pub.perms.allows(p, id) {
+			p.send(permissionUpdate(pub, id, false))
+			continue
+		}
+		if err := p.sub.subscribe(pub, t); err != nil {
+			return err
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("tracks %v: %w", missing, ErrTrackNotFound)
+	}
+	return nil
+}
+
+// SetSubscriptionPermission changes who may receive this participant's
+// tracks, revoking and granting subscriptions accordingly.
+func (p *Participant) SetSubscriptionPermission(req *livekit.SubscriptionPermission) {
+	type before struct {
+		sub     *Participant
+		track   *publishedTrack
+		allowed bool
+	}
+	var states []before
+	tracks := p.pub.publishedTracks()
+	others := p.room.Participants()
+	for _, sub := range others {
+		for _, t := range tracks {
+			states = append(states, before{sub, t, p.perms.allows(sub, t.up.ID())})
+		}
+	}
+	p.perms.set(req)
+	for _, s := range states {
+		if s.sub == p {
+			continue
+		}
+		id := s.track.up.ID()
+		now := p.perms.allows(s.sub, id)
+		if now == s.allowed {
+			continue
+		}
+		if !now {
+			s.sub.sub.unsubscribe(id)
+		} else if p.room.shouldReceive(s.sub, p, id) {
+			_ = s.sub.sub.subscribe(p, s.track)
+		}
+		s.sub.send(permissionUpdate(p, id, now))
+	}
+}
+
+func permissionUpdate(pub *Participant, id livekit.TrackID, allowed bool) *livekit.SignalResponse {
+	return &livekit.SignalResponse{Message: &livekit.SignalResponse_SubscriptionPermissionUpdate{
+		SubscriptionPermissionUpdate: &livekit.SubscriptionPermissionUpdate{
+			ParticipantSid: string(pub.id), TrackSid: string(id), Allowed: allowed,
+		},
+	}}
+}
+
+// UpdateMetadata changes the participant's name, metadata and attributes
+// (nil fields unchanged) and tells the room.
+func (p *Participant) UpdateMetadata(name, metadata *string, attrs map[string]string, byClient bool) error {
+	p.mu.Lock()
+	if byClient && !p.permission.CanUpdateMetadata {
+		p.mu.Unlock()
+		return ErrMetadataNotAllowed
+	}
+	if name != nil {
+		p.name = *name
+	}
+	if metadata != nil {
+		p.metadata = *metadata
+	}
+	if len(attrs) > 0 {
+		if p.attributes == nil {
+			p.attributes = map[string]string{}
+		}
+		for k, v := range attrs {
+			if v == "" {
+				delete(p.attributes, k)
+			} else {
+				p.attributes[k] = v
+			}
+		}
+	}
+	p.version++
+	p.mu.Unlock()
+	p.room.broadcastParticipant(p)
+	return nil
+}
+
+// SetPermission replaces the participant's permissions (RoomService); a
+// lost subscribe permission ends its subscriptions.
+func (p *Participant) SetPermission(perm *livekit.ParticipantPermission) {
+	p.mu.Lock()
+	p.permission = perm
+	p.version++
+	p.mu.Unlock()
+	if !perm.CanSubscribe {
+		for _, id := range p.SubscribedTracks() {
+			p.sub.unsubscribe(id)
+		}
+	} else {
+		p.room.subscribeToExisting(p)
+	}
+	p.room.broadcastParticipant(p)
+}

@@ -1,0 +1,299 @@
+package sfu
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	"github.com/pion/webrtc/v4"
+)
+
+// negotiationDelay coalesces track changes into one subscriber offer.
+const negotiationDelay = 20 * time.Millisecond
+
+// subscription is one track a participant receives.
+type subscription struct {
+	dt          *DownTrack
+	transceiver *webrtc.RTPTransceiver
+	publisher   livekit.ParticipantID
+	muted       bool // publisher muted the track
+	disabled    bool // subscriber disabled it with trackSetting
+}
+
+// subscriber is the sending side of a participant: the peer connection the
+// server offers, its DownTracks and the server-to-client data channels.
+type subscriber struct {
+	p  *Participant
+	pc *peerConn
+
+	reliable *webrtc.DataChannel
+	lossy    *webrtc.DataChannel
+
+	mu       sync.Mutex
+	subs     map[livekit.TrackID]*subscription
+	explicit map[livekit.TrackID]bool // subscribe/unsubscribe choices, overriding auto-subscribe
+	disabled map[livekit.TrackID]bool // trackSetting disabled, kept across resubscribe
+
+	negMu       sync.Mutex
+	offerID     uint32
+	inFlight    bool // an offer awaits its answer
+	renegotiate bool // changes arrived while an offer was in flight
+	negTimer    *time.Timer
+	closed      bool
+}
+
+func newSubscriber(p *Participant) (*subscriber, error) {
+	pc, err := p.room.params.Transport.NewSubscriberPC()
+	if err != nil {
+		return nil, err
+	}
+	s := &subscriber{
+		p: p, pc: newPeerConn(pc),
+		subs: map[livekit.TrackID]*subscription{}, explicit: map[livekit.TrackID]bool{},
+		disabled: map[livekit.TrackID]bool{},
+	}
+	ordered := true
+	if s.reliable, err = pc.CreateDataChannel(ReliableLabel, &webrtc.DataChannelInit{Ordered: &ordered}); err != nil {
+		_ = pc.Close()
+		return nil, fmt.Errorf("create reliable data channel: %w", err)
+	}
+	unordered, retransmits := false, uint16(0)
+	s.lossy, err = pc.CreateDataChannel(LossyLabel, &webrtc.DataChannelInit{Ordered: &unordered, MaxRetransmits: &retransmits})
+	if err != nil {
+		_ = pc.Close()
+		return nil, fmt.Errorf("create lossy data channel: %w", err)
+	}
+	pc.OnICECandidate(func(c *webrtc.ICECandidate) { p.sendTrickle(livekit.SignalTarget_SUBSCRIBER, c) })
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		p.log.Debug("subscriber pc state", "state", st.String())
+		if st == webrtc.PeerConnectionStateConnected {
+			p.setActive()
+		}
+	})
+	return s, nil
+}
+
+// HandleAnswer applies the client's answer to the server's subscriber offer.
+func (p *Participant) HandleAnswer(sdpText string, id uint32) error {
+	if err := validateSDP(sdpText); err != nil {
+		return err
+	}
+	s := p.sub
+	s.negMu.Lock()
+	defer s.negMu.Unlock()
+	if !s.inFlight {
+		return fmt.Errorf("answer %d without an offer: %w", id, ErrBadSDP)
+	}
+	if err := s.pc.setRemote(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdpText}); err != nil {
+		return err
+	}
+	s.inFlight = false
+	if s.renegotiate {
+		s.renegotiate = false
+		s.scheduleLocked()
+	}
+	return nil
+}
+
+// requestNegotiation schedules a new subscriber offer.
+func (s *subscriber) requestNegotiation() {
+	s.negMu.Lock()
+	defer s.negMu.Unlock()
+	if s.inFlight {
+		s.renegotiate = true
+		return
+	}
+	s.scheduleLocked()
+}
+
+func (s *subscriber) scheduleLocked() {
+	if s.negTimer != nil || s.closed {
+		return
+	}
+	s.negTimer = time.AfterFunc(negotiationDelay, s.negotiate)
+}
+
+func (s *subscriber) negotiate() {
+	s.negMu.Lock()
+	defer s.negMu.Unlock()
+	s.negTimer = nil
+	if s.closed {
+		return
+	}
+	if s.inFlight {
+		s.renegotiate = true
+		return
+	}
+	pc := s.pc.pc
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		s.p.log.Warn("create subscriber offer", "err", err)
+		return
+	}
+	if err := pc.SetLocalDescription(offer); err != nil {
+		s.p.log.Warn("set subscriber offer", "err", err)
+		return
+	}
+	s.inFlight = true
+	s.offerID++
+	s.p.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_Offer{Offer: &livekit.SessionDescription{
+		Type: "offer", Sdp: offer.SDP, Id: s.offerID, MidToTrackId: s.midToTrack(),
+	}}})
+}
+
+func (s *subscriber) midToTrack() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]string{}
+	for id, sub := range s.subs {
+		if mid := sub.transceiver.Mid(); mid != "" {
+			out[mid] = string(id)
+		}
+	}
+	return out
+}
+
+// subscribe starts forwarding a published track to this participant.
+func (s *subscriber) subscribe(from *Participant, t *publishedTrack) error {
+	id := t.up.ID()
+	codec, ok := SubscriberCodec(t.up.Codec())
+	if !ok {
+		return fmt.Errorf("track %s codec %s: %w", id, t.up.Codec().MimeType, ErrCodecNotNegotiated)
+	}
+	s.mu.Lock()
+	if s.closed || s.subs[id] != nil {
+		s.mu.Unlock()
+		return nil
+	}
+	dt := NewDownTrack(DownTrackParams{
+		Track: t.up, StreamID: string(from.ID()) + "|" + string(id), Subscriber: s.p.id,
+		OnTrackClosed: func(d *DownTrack) { s.unsubscribe(id) }, Logger: s.p.log,
+	})
+	tr, err := s.pc.pc.AddTransceiverFromTrack(dt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("add transceiver for %s: %w", id, err)
+	}
+	if err := tr.SetCodecPreferences([]webrtc.RTPCodecParameters{codec}); err != nil {
+		s.p.log.Debug("codec preferences", "track", id, "err", err)
+	}
+	sub := &subscription{dt: dt, transceiver: tr, publisher: from.ID(), disabled: s.disabled[id]}
+	s.subs[id] = sub
+	s.mu.Unlock()
+
+	from.pub.mu.Lock()
+	sub.muted = t.info.Muted
+	from.pub.mu.Unlock()
+	dt.SetPaused(sub.muted || sub.disabled)
+	t.up.AddSink(dt)
+	go dt.ReadRTCP(tr.Sender())
+	s.p.log.Debug("subscribed", "track", id, "publisher", from.ID())
+	s.requestNegotiation()
+	return nil
+}
+
+// unsubscribe stops forwarding a track to this participant.
+func (s *subscriber) unsubscribe(id livekit.TrackID) {
+	s.mu.Lock()
+	sub := s.subs[id]
+	delete(s.subs, id)
+	closed := s.closed
+	s.mu.Unlock()
+	if sub == nil {
+		return
+	}
+	sub.dt.Track().RemoveSink(sub.dt.SinkID())
+	if closed {
+		return
+	}
+	if err := s.pc.pc.RemoveTrack(sub.transceiver.Sender()); err != nil {
+		s.p.log.Debug("remove track", "track", id, "err", err)
+	}
+	s.requestNegotiation()
+}
+
+// subscription returns the subscription of a track, or nil.
+func (s *subscriber) subscription(id livekit.TrackID) *subscription {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.subs[id]
+}
+
+// setMuted records the publisher's mute of a track this participant receives.
+func (s *subscriber) setMuted(id livekit.TrackID, muted bool) {
+	s.mu.Lock()
+	sub := s.subs[id]
+	if sub != nil {
+		sub.muted = muted
+	}
+	s.mu.Unlock()
+	if sub != nil {
+		sub.dt.SetPaused(sub.muted || sub.disabled)
+	}
+}
+
+// UpdateTrackSettings applies a subscriber's trackSetting request.
+func (p *Participant) UpdateTrackSettings(req *livekit.UpdateTrackSettings) {
+	s := p.sub
+	for _, sid := range req.TrackSids {
+		id := livekit.TrackID(sid)
+		s.mu.Lock()
+		s.disabled[id] = req.Disabled
+		sub := s.subs[id]
+		if sub != nil {
+			sub.disabled = req.Disabled
+		}
+		s.mu.Unlock()
+		if sub != nil {
+			sub.dt.SetPaused(sub.muted || sub.disabled)
+		}
+	}
+}
+
+// SubscribedTracks lists the ids of the tracks this participant receives.
+func (p *Participant) SubscribedTracks() []livekit.TrackID {
+	s := p.sub
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]livekit.TrackID, 0, len(s.subs))
+	for id := range s.subs {
+		out = append(out, id)
+	}
+	return out
+}
+
+// DownTrack returns this participant's DownTrack of a track, or nil.
+func (p *Participant) DownTrack(id livekit.TrackID) *DownTrack {
+	if sub := p.sub.subscription(id); sub != nil {
+		return sub.dt
+	}
+	return nil
+}
+
+// wantsExplicit returns the participant's explicit choice for a track, if any.
+func (s *subscriber) wantsExplicit(id livekit.TrackID) (want, set bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	want, set = s.explicit[id]
+	return want, set
+}
+
+func (s *subscriber) close() {
+	s.negMu.Lock()
+	s.closed = true
+	if s.negTimer != nil {
+		s.negTimer.Stop()
+		s.negTimer = nil
+	}
+	s.negMu.Unlock()
+	s.mu.Lock()
+	s.closed = true
+	subs := s.subs
+	s.subs = map[livekit.TrackID]*subscription{}
+	s.mu.Unlock()
+	for _, sub := range subs {
+		sub.dt.Track().RemoveSink(sub.dt.SinkID())
+	}
+	s.pc.close()
+}

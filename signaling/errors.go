@@ -1,0 +1,21 @@
+package signaling
+
+import "errors"
+
+// Errors of the signaling layer; each becomes the reason of an HTTP
+// rejection, a RequestResponse or a WebSocket close.
+var (
+	ErrNoToken         = errors.New("no access token: pass access_token or an Authorization: Bearer header")
+	ErrMalformedToken  = errors.New("malformed access token")
+	ErrUnknownAPIKey   = errors.New("unknown API key")
+	ErrInvalidToken    = errors.New("invalid token")
+	ErrTokenExpired    = errors.New("token expired")
+	ErrNoIdentity      = errors.New("token has no identity")
+	ErrNoRoomJoin      = errors.New("token lacks the roomJoin grant")
+	ErrNoRoom          = errors.New("token names no room")
+	ErrWrongRoom       = errors.New("token is for another room")
+	ErrNotAllowed      = errors.New("permission denied")
+	ErrMalformedSignal = errors.New("malformed signal message")
+	ErrUnknownSignal   = errors.New("unsupported signal message")
+	ErrSlowClient      = errors.New("client too slow to read signal messages")
+)

@@ -1,0 +1,110 @@
+// Package signaling serves LiveKit's client protocol (the /rtc WebSocket),
+// token auth and the Twirp RoomService in front of the SFU.
+package signaling
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/livekit/protocol/livekit"
+
+	"github.com/fanout-sfu/fanout/sfu"
+)
+
+// RoomManager is what signaling needs of the node's rooms.
+type RoomManager interface {
+	GetOrCreateRoom(name livekit.RoomName, opts sfu.RoomOptions) (*sfu.Room, bool, error)
+	Room(name livekit.RoomName) *sfu.Room
+	Rooms(names []string) []*sfu.Room
+	DeleteRoom(name livekit.RoomName) error
+}
+
+// ServerParams configures the signaling server.
+type ServerParams struct {
+	Rooms RoomManager
+	Keys  KeyProvider
+	// PingInterval is how often WebSocket pings go out; a client silent
+	// for PingTimeout is disconnected.
+	PingInterval time.Duration
+	PingTimeout  time.Duration
+	Logger       *slog.Logger
+}
+
+// Server handles the client-facing HTTP endpoints.
+type Server struct {
+	p        ServerParams
+	upgrader websocket.Upgrader
+}
+
+// NewServer creates a signaling server.
+func NewServer(p ServerParams) *Server {
+	if p.PingInterval == 0 {
+		p.PingInterval = sfu.PingInterval
+	}
+	if p.PingTimeout == 0 {
+		p.PingTimeout = sfu.PingTimeout
+	}
+	if p.Logger == nil {
+		p.Logger = slog.Default()
+	}
+	return &Server{p: p, upgrader: websocket.Upgrader{
+		ReadBufferSize: 4096, WriteBufferSize: 4096,
+		CheckOrigin: func(*http.Request) bool { return true },
+	}}
+}
+
+// Register adds the signaling and RoomService routes to mux.
+func (s *Server) Register(mux *http.ServeMux) {
+	mux.HandleFunc("/rtc", s.handleRTC)
+	mux.HandleFunc("/rtc/validate", s.handleValidate)
+	mux.HandleFunc("/rtc/v1", s.handleV1)
+	mux.HandleFunc("/rtc/v1/validate", s.handleV1)
+	mux.Handle(livekit.RoomServicePathPrefix, withCORS(s.roomServiceHandler()))
+}
+
+// withCORS lets browser clients on other origins call the API.
+func withCORS(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		setCORS(w)
+		if r.Method == http.MethodOptions {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func setCORS(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Twirp-Version, X-Requested-With")
+	h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+	h.Set("Access-Control-Expose-Headers", "*")
+}
+
+// handleV1 answers the v1 signaling paths with a plain 404 so clients fall
+// back to /rtc (the body must not claim the room is missing).
+func (s *Server) handleV1(w http.ResponseWriter, r *http.Request) {
+	setCORS(w)
+	if r.Method == http.MethodOptions {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	http.Error(w, "signal protocol v1 is not served here; use /rtc", http.StatusNotFound)
+}
+
+// handleValidate tells a client why its join failed (or that it would work).
+func (s *Server) handleValidate(w http.ResponseWriter, r *http.Request) {
+	setCORS(w)
+	if r.Method == http.MethodOptions {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if _, err := verifyJoin(s.p.Keys, tokenFromRequest(r)); err != nil {
+		http.Error(w, err.Error(), statusOf(err))
+		return
+	}
+	_, _ = w.Write([]byte("success"))
+}

@@ -1,0 +1,178 @@
+package simulcast
+
+import "strings"
+
+// Codec identifies the payload format of a forwarded stream, for the parts of
+// forwarding that must look inside the payload (keyframe detection).
+type Codec uint8
+
+// Payload formats Fanout forwards.
+const (
+	CodecUnknown Codec = iota
+	CodecOpus
+	CodecVP8
+	CodecVP9
+	CodecH264
+	CodecAV1
+)
+
+// CodecFromMime maps a MIME type such as "video/VP8" to a Codec.
+func CodecFromMime(mime string) Codec {
+	switch strings.ToLower(mime) {
+	case "audio/opus", "audio/red":
+		return CodecOpus
+	case "video/vp8":
+		return CodecVP8
+	case "video/vp9":
+		return CodecVP9
+	case "video/h264":
+		return CodecH264
+	case "video/av1":
+		return CodecAV1
+	}
+	return CodecUnknown
+}
+
+// IsKeyframe reports whether an RTP payload starts or contains an
+// independently decodable picture. Audio payloads are always keyframes.
+func IsKeyframe(c Codec, payload []byte) bool {
+	switch c {
+	case CodecOpus:
+		return true
+	case CodecVP8:
+		return isVP8Keyframe(payload)
+	case CodecVP9:
+		return isVP9Keyframe(payload)
+	case CodecH264:
+		return isH264Keyframe(payload)
+	case CodecAV1:
+		return isAV1Keyframe(payload)
+	}
+	return false
+}
+
+// isVP8Keyframe parses the VP8 payload descriptor (RFC 7741 section 4.2) and
+// checks the P bit of the first partition's frame header.
+func isVP8Keyframe(p []byte) bool {
+	if len(p) < 1 {
+		return false
+	}
+	x := p[0]&0x80 != 0
+	start := p[0]&0x10 != 0
+	pid := p[0] & 0x07
+	if !start || pid != 0 {
+		return false
+	}
+	i := 1
+	if x {
+		if len(p) < 2 {
+			return false
+		}
+		ext := p[1]
+		i = 2
+		if ext&0x80 != 0 { // I: PictureID present
+			if len(p) <= i {
+				return false
+			}
+			if p[i]&0x80 != 0 {
+				i += 2
+			} else {
+				i++
+			}
+		}
+		if ext&0x40 != 0 { // L: TL0PICIDX
+			i++
+		}
+		if ext&0x30 != 0 { // T or K: TID/Y/KEYIDX byte
+			i++
+		}
+	}
+	if len(p) <= i {
+		return false
+	}
+	return p[i]&0x01 == 0
+}
+
+// isVP9Keyframe checks the flexible/non-flexible VP9 payload descriptor
+// (RFC 9628): a start of frame that is not inter-predicted, on spatial layer 0.
+func isVP9Keyframe(p []byte) bool {
+	if len(p) < 1 {
+		return false
+	}
+	b := p[0]
+	interPicture := b&0x40 != 0
+	begin := b&0x08 != 0
+	if interPicture || !begin {
+		return false
+	}
+	layerIndices := b&0x20 != 0
+	if !layerIndices {
+		return true
+	}
+	i := 1
+	if b&0x80 != 0 { // I: picture id
+		if len(p) <= i {
+			return false
+		}
+		if p[i]&0x80 != 0 {
+			i += 2
+		} else {
+			i++
+		}
+	}
+	if len(p) <= i {
+		return false
+	}
+	sid := (p[i] >> 1) & 0x07
+	return sid == 0
+}
+
+// H.264 NAL unit types that matter for keyframe detection (RFC 6184).
+const (
+	h264NALIDR   = 5
+	h264NALSPS   = 7
+	h264NALPPS   = 8
+	h264NALSTAPA = 24
+	h264NALFUA   = 28
+)
+
+// isH264Keyframe reports an IDR slice or an SPS, whether sent as a single NAL
+// unit, aggregated in STAP-A, or as the first fragment of an FU-A.
+func isH264Keyframe(p []byte) bool {
+	if len(p) < 1 {
+		return false
+	}
+	switch nal := p[0] & 0x1f; nal {
+	case h264NALIDR, h264NALSPS:
+		return true
+	case h264NALSTAPA:
+		for i := 1; i+2 < len(p); {
+			size := int(p[i])<<8 | int(p[i+1])
+			i += 2
+			if size == 0 || i+size > len(p) {
+				return false
+			}
+			t := p[i] & 0x1f
+			if t == h264NALIDR || t == h264NALSPS {
+				return true
+			}
+			i += size
+		}
+	case h264NALFUA:
+		if len(p) < 2 {
+			return false
+		}
+		startBit := p[1]&0x80 != 0
+		return startBit && p[1]&0x1f == h264NALIDR
+	}
+	return false
+}
+
+// isAV1Keyframe checks the AV1 aggregation header's N bit (first packet of a
+// coded video sequence), which encoders set on keyframes.
+func isAV1Keyframe(p []byte) bool {
+	if len(p) < 1 {
+		return false
+	}
+	return p[0]&0x08 != 0
+}

@@ -1,0 +1,241 @@
+package simulcast
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// mungerRanges is how many offset ranges a Munger remembers for mapping NACKs
+// and late packets back across recent padding drops and resumes.
+const mungerRanges = 8
+
+// extSeqStart is added to the first input sequence number so that extended
+// (unwrapped) sequence numbers never go below zero.
+const extSeqStart = 1 << 32
+
+// seqRange is one stretch of input packets forwarded with the same offsets.
+// Sequence numbers are extended (64-bit, unwrapped).
+type seqRange struct {
+	inStart  uint64 // first input sequence number of the range
+	inEnd    uint64 // last input sequence number (inclusive), once the range is closed
+	outStart uint64 // output sequence number of inStart
+	tsOffset uint32 // subtracted from input timestamps
+}
+
+// offset is what is subtracted from input sequence numbers in this range.
+func (r *seqRange) offset() uint64 { return r.inStart - r.outStart }
+
+// Munger rewrites the sequence numbers and timestamps of one forwarded stream
+// so the subscriber sees a continuous stream across pauses and dropped
+// padding. The first packet keeps its sequence number and timestamp; later
+// ones are shifted by offsets that change only on Pause/resume and on
+// padding drops.
+//
+// Munge must be called from one goroutine (the track's reader). Pause may be
+// called from any goroutine (it only bumps an atomic counter). UnmungeSeq may
+// be called concurrently with Munge: Munge takes the Munger's mutex only when
+// the offsets change, and publishes the per-packet position with an atomic.
+type Munger struct {
+	// Owned by the Munge goroutine.
+	started     bool
+	seenPauses  uint32 // value of pauses when the last pause was handled
+	highestIn   uint64 // newest input sequence number seen (forwarded or padding)
+	lastOutTS   uint32 // output timestamp of the newest forwarded packet
+	lastArrival int64  // arrival (unix nanos) of the newest forwarded packet
+
+	pauses atomic.Uint32 // bumped by Pause
+
+	// highestOut is the output sequence number of highestIn under the
+	// current offset: the last output number handed out (or skipped over
+	// as a loss gap). Written by Munge, read by UnmungeSeq.
+	highestOut atomic.Uint64
+
+	mu     sync.Mutex // guards writes of ranges/head/count, and UnmungeSeq's reads
+	ranges [mungerRanges]seqRange
+	head   int // index of the current (open) range
+	count  int // ranges in use, the current one included
+}
+
+// NewMunger returns a Munger waiting for its first packet.
+func NewMunger() *Munger { return &Munger{} }
+
+// Pause tells the munger that forwarding stopped. The next packet given to
+// Munge (a keyframe for video: the caller ensures it) continues the output at
+// the next sequence number, with a timestamp advanced by the wall time elapsed
+// since the last forwarded packet.
+func (m *Munger) Pause() { m.pauses.Add(1) }
+
+// Munge returns the sequence number and timestamp to send a packet with, or
+// ok=false if it must not be sent. arrival is the packet's arrival time in
+// unix nanoseconds, clockRate the codec's RTP clock rate, and paddingOnly
+// says the payload is empty once padding is removed.
+//
+// Padding-only packets are dropped and later packets shifted down so they
+// leave no gap. Lost packets stay as gaps, for the subscriber to NACK.
+// Late packets are sent with the offsets of the range they belong to, if
+// that range is still remembered; late padding and packets that arrived
+// while paused are dropped.
+func (m *Munger) Munge(seq uint16, ts uint32, arrival int64, clockRate uint32, paddingOnly bool) (outSeq uint16, outTS uint32, ok bool) {
+	if !m.started {
+		if paddingOnly {
+			return 0, 0, false
+		}
+		return m.start(seq, ts, arrival)
+	}
+	if pauses := m.pauses.Load(); pauses != m.seenPauses {
+		if paddingOnly {
+			return 0, 0, false
+		}
+		m.seenPauses = pauses
+		return m.resume(seq, ts, arrival, clockRate)
+	}
+	ext := m.highestIn + uint64(int64(int16(seq-uint16(m.highestIn))))
+	switch {
+	case ext > m.highestIn && paddingOnly:
+		m.dropPadding(ext)
+		return 0, 0, false
+	case ext > m.highestIn:
+		cur := &m.ranges[m.head]
+		out := ext - cur.offset()
+		outTS = ts - cur.tsOffset
+		m.highestIn = ext
+		m.highestOut.Store(out)
+		m.lastOutTS, m.lastArrival = outTS, arrival
+		return uint16(out), outTS, true
+	case paddingOnly:
+		return 0, 0, false
+	default:
+		return m.late(ext, ts)
+	}
+}
+
+// start makes the first packet pass through unchanged.
+func (m *Munger) start(seq uint16, ts uint32, arrival int64) (uint16, uint32, bool) {
+	ext := extSeqStart + uint64(seq)
+	m.mu.Lock()
+	m.ranges[0] = seqRange{inStart: ext, outStart: ext}
+	m.head, m.count = 0, 1
+	m.highestOut.Store(ext)
+	m.mu.Unlock()
+	m.started = true
+	m.seenPauses = m.pauses.Load()
+	m.highestIn = ext
+	m.lastOutTS, m.lastArrival = ts, arrival
+	return seq, ts, true
+}
+
+// dropPadding skips an in-order padding-only packet with extended sequence
+// number ext: packets after it are shifted down by one more.
+func (m *Munger) dropPadding(ext uint64) {
+	cur := m.ranges[m.head]
+	m.mu.Lock()
+	if ext == cur.inStart {
+		// Nothing forwarded in the current range yet (a run of padding):
+		// shift it instead of using up a remembered range.
+		m.ranges[m.head].inStart++
+	} else {
+		m.ranges[m.head].inEnd = ext - 1
+		m.push(seqRange{inStart: ext + 1, outStart: ext - cur.offset(), tsOffset: cur.tsOffset})
+	}
+	m.highestIn = ext
+	m.highestOut.Store(ext - cur.offset() - 1)
+	m.mu.Unlock()
+}
+
+// resume starts a new range after a pause: output continues at the next
+// sequence number, and the timestamp advances by the wall time elapsed since
+// the last forwarded packet (at least one tick).
+func (m *Munger) resume(seq uint16, ts uint32, arrival int64, clockRate uint32) (uint16, uint32, bool) {
+	// The input may have moved on by any amount while paused: count it as
+	// forward, so ranges stay ordered.
+	diff := uint64(seq - uint16(m.highestIn))
+	if diff == 0 {
+		diff = 1 << 16
+	}
+	ext := m.highestIn + diff
+	outStart := m.highestOut.Load() + 1
+	outTS := m.lastOutTS + elapsedTicks(arrival-m.lastArrival, clockRate)
+
+	m.mu.Lock()
+	if cur := &m.ranges[m.head]; m.highestIn >= cur.inStart {
+		cur.inEnd = m.highestIn
+		m.push(seqRange{})
+	}
+	m.ranges[m.head] = seqRange{inStart: ext, outStart: outStart, tsOffset: ts - outTS}
+	m.highestIn = ext
+	m.highestOut.Store(outStart)
+	m.mu.Unlock()
+	m.lastOutTS, m.lastArrival = outTS, arrival
+	return uint16(outStart), outTS, true
+}
+
+// push makes r the current range, forgetting the oldest one if the ring is
+// full. Callers hold m.mu.
+func (m *Munger) push(r seqRange) {
+	m.head = (m.head + 1) % mungerRanges
+	m.ranges[m.head] = r
+	if m.count < mungerRanges {
+		m.count++
+	}
+}
+
+// late maps a packet older than the newest one with the offsets of the range
+// it belongs to, or drops it if it belongs to none (arrived while paused, or
+// too old to remember).
+func (m *Munger) late(ext uint64, ts uint32) (uint16, uint32, bool) {
+	for k, i := 0, m.head; k < m.count; k++ {
+		r := &m.ranges[i]
+		if ext >= r.inStart {
+			if i != m.head && ext > r.inEnd {
+				return 0, 0, false
+			}
+			return uint16(ext - r.offset()), ts - r.tsOffset, true
+		}
+		i = (i + mungerRanges - 1) % mungerRanges
+	}
+	return 0, 0, false
+}
+
+// UnmungeSeq maps an output sequence number (from a subscriber's NACK) back
+// to the input one, and returns the timestamp offset to munge the
+// retransmitted packet with (outTS = inTS - tsOffset). It fails for numbers
+// not yet sent, sent before the remembered ranges, or never used (skipped
+// over by a resume). Safe to call concurrently with Munge.
+func (m *Munger) UnmungeSeq(outSeq uint16) (inSeq uint16, tsOffset uint32, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.count == 0 {
+		return 0, 0, false
+	}
+	hi := m.highestOut.Load()
+	ext := hi + uint64(int64(int16(outSeq-uint16(hi))))
+	if ext > hi {
+		return 0, 0, false
+	}
+	for k, i := 0, m.head; k < m.count; k++ {
+		r := &m.ranges[i]
+		if ext >= r.outStart {
+			if i != m.head && ext > r.inEnd-r.offset() {
+				return 0, 0, false
+			}
+			return uint16(ext + r.offset()), r.tsOffset, true
+		}
+		i = (i + mungerRanges - 1) % mungerRanges
+	}
+	return 0, 0, false
+}
+
+// elapsedTicks converts a wall-clock duration in nanoseconds to RTP clock
+// ticks at clockRate, never less than one.
+func elapsedTicks(elapsed int64, clockRate uint32) uint32 {
+	if elapsed <= 0 || clockRate == 0 {
+		return 1
+	}
+	const second = int64(1e9)
+	rate := uint64(clockRate)
+	ticks := uint64(elapsed/second)*rate + uint64(elapsed%second)*rate/uint64(second)
+	if uint32(ticks) == 0 {
+		return 1
+	}
+	return uint32(ticks)
+}
