@@ -54,144 +54,150 @@ type cacheGet struct {
 	n    int // expected length; 100 when 0
 }
 
+// cacheSeqs returns count in-order stores from seq from, all accepted.
+func cacheSeqs(from uint16, count int, tag byte) []cacheStore {
+	out := make([]cacheStore, count)
+	for i := range out {
+		out[i] = cacheStore{seq: from + uint16(i), tag: tag, want: true}
+	}
+	return out
+}
+
+// cacheRefused marks stores as expected to be refused.
+func cacheRefused(in []cacheStore) []cacheStore {
+	for i := range in {
+		in[i].want = false
+	}
+	return in
+}
+
+// packetCacheTests are the Store/Get scripts of TestPacketCache.
+var packetCacheTests = []struct {
+	name   string
+	size   int
+	stores []cacheStore
+	gets   []cacheGet
+}{
+	{
+		name:   "in order, window of size",
+		size:   16,
+		stores: cacheSeqs(1, 20, 1),
+		gets: []cacheGet{
+			{seq: 20, want: true, tag: 1}, {seq: 5, want: true, tag: 1},
+			{seq: 4}, {seq: 1}, {seq: 21}, {seq: 0},
+		},
+	},
+	{
+		name: "out of order within window",
+		size: 16,
+		stores: []cacheStore{
+			{seq: 10, tag: 1, want: true}, {seq: 12, tag: 2, want: true}, {seq: 11, tag: 3, want: true},
+			{seq: 14, tag: 4, want: true}, {seq: 13, tag: 5, want: true}, {seq: 0, tag: 6, want: true},
+		},
+		gets: []cacheGet{
+			{seq: 10, want: true, tag: 1}, {seq: 11, want: true, tag: 3}, {seq: 12, want: true, tag: 2},
+			{seq: 13, want: true, tag: 5}, {seq: 14, want: true, tag: 4}, {seq: 0, want: true, tag: 6},
+			{seq: 15}, {seq: 9},
+		},
+	},
+	{
+		name:   "wrap at 65535",
+		size:   16,
+		stores: cacheSeqs(65530, 12, 7),
+		gets: []cacheGet{
+			{seq: 65530, want: true, tag: 7}, {seq: 65535, want: true, tag: 7},
+			{seq: 0, want: true, tag: 7}, {seq: 5, want: true, tag: 7},
+			{seq: 65529}, {seq: 6},
+		},
+	},
+	{
+		name: "wrap out of order",
+		size: 16,
+		stores: []cacheStore{
+			{seq: 65534, tag: 1, want: true}, {seq: 1, tag: 2, want: true},
+			{seq: 65535, tag: 3, want: true}, {seq: 0, tag: 4, want: true},
+		},
+		gets: []cacheGet{
+			{seq: 65534, want: true, tag: 1}, {seq: 65535, want: true, tag: 3},
+			{seq: 0, want: true, tag: 4}, {seq: 1, want: true, tag: 2},
+		},
+	},
+	{
+		name:   "too old not stored",
+		size:   16,
+		stores: []cacheStore{{seq: 100, tag: 1, want: true}, {seq: 84, tag: 2}, {seq: 85, tag: 3, want: true}},
+		gets:   []cacheGet{{seq: 84}, {seq: 85, want: true, tag: 3}, {seq: 100, want: true, tag: 1}},
+	},
+	{
+		name:   "stale slot from previous lap not returned",
+		size:   16,
+		stores: []cacheStore{{seq: 3, tag: 1, want: true}, {seq: 19, tag: 2, want: true}},
+		gets:   []cacheGet{{seq: 3}, {seq: 19, want: true, tag: 2}},
+	},
+	{
+		name: "stale packet with same seq 65536 later not returned",
+		size: 16,
+		stores: []cacheStore{
+			{seq: 5, tag: 1, want: true}, {seq: 20000, tag: 2, want: true}, {seq: 40000, tag: 3, want: true},
+			{seq: 60000, tag: 4, want: true}, {seq: 10000, tag: 5, want: true},
+		},
+		gets: []cacheGet{{seq: 5}, {seq: 10000, want: true, tag: 5}, {seq: 60000}},
+	},
+	{
+		name: "too big, max size",
+		size: 16,
+		stores: []cacheStore{
+			{seq: 1, tag: 1, size: MaxPacketSize + 1}, {seq: 2, tag: 2, size: MaxPacketSize, want: true},
+		},
+		gets: []cacheGet{
+			{seq: 1}, {seq: 2, want: true, tag: 2, n: MaxPacketSize},
+			{seq: 2, dst: MaxPacketSize - 1},
+		},
+	},
+	{
+		name: "too short or not version 2",
+		size: 16,
+		stores: []cacheStore{
+			{seq: 1, tag: 1, size: rtpHeaderSize - 1}, {raw: []byte{}},
+			{raw: append([]byte{0x40}, testPacket(3, 3, 100)[1:]...)},
+			{seq: 4, tag: 4, size: rtpHeaderSize, want: true},
+		},
+		gets: []cacheGet{{seq: 1}, {seq: 3}, {seq: 4, want: true, n: rtpHeaderSize}},
+	},
+	{
+		name: "duplicates overwrite the same slot",
+		size: 16,
+		stores: []cacheStore{
+			{seq: 7, tag: 1, want: true}, {seq: 8, tag: 1, want: true},
+			{seq: 7, tag: 2, size: 60, want: true}, {seq: 8, tag: 3, want: true},
+		},
+		gets: []cacheGet{{seq: 7, want: true, tag: 2, n: 60}, {seq: 8, want: true, tag: 3}},
+	},
+	{
+		name:   "dst too small",
+		size:   16,
+		stores: []cacheStore{{seq: 1, tag: 1, want: true}},
+		gets:   []cacheGet{{seq: 1, dst: 99}, {seq: 1, dst: 100, want: true, tag: 1}},
+	},
+	{
+		name:   "empty cache",
+		size:   16,
+		stores: nil,
+		gets:   []cacheGet{{seq: 0}, {seq: 1}},
+	},
+	{
+		name:   "sequence jump backwards resyncs",
+		size:   16,
+		stores: append(cacheSeqs(30000, 20, 1), append(cacheRefused(cacheSeqs(1000, cacheResyncAfter-1, 2)), cacheSeqs(1000+cacheResyncAfter-1, 20, 3)...)...),
+		gets: []cacheGet{
+			{seq: 30019}, {seq: 1000 + cacheResyncAfter - 1}, {seq: 1000 + cacheResyncAfter + 4, want: true, tag: 3},
+			{seq: 1000 + cacheResyncAfter + 18, want: true, tag: 3},
+		},
+	},
+}
+
 func TestPacketCache(t *testing.T) {
-	seqs := func(from uint16, count int, tag byte) []cacheStore {
-		out := make([]cacheStore, count)
-		for i := range out {
-			out[i] = cacheStore{seq: from + uint16(i), tag: tag, want: true}
-		}
-		return out
-	}
-	refused := func(in []cacheStore) []cacheStore {
-		for i := range in {
-			in[i].want = false
-		}
-		return in
-	}
-	tests := []struct {
-		name   string
-		size   int
-		stores []cacheStore
-		gets   []cacheGet
-	}{
-		{
-			name:   "in order, window of size",
-			size:   16,
-			stores: seqs(1, 20, 1),
-			gets: []cacheGet{
-				{seq: 20, want: true, tag: 1}, {seq: 5, want: true, tag: 1},
-				{seq: 4}, {seq: 1}, {seq: 21}, {seq: 0},
-			},
-		},
-		{
-			name: "out of order within window",
-			size: 16,
-			stores: []cacheStore{
-				{seq: 10, tag: 1, want: true}, {seq: 12, tag: 2, want: true}, {seq: 11, tag: 3, want: true},
-				{seq: 14, tag: 4, want: true}, {seq: 13, tag: 5, want: true}, {seq: 0, tag: 6, want: true},
-			},
-			gets: []cacheGet{
-				{seq: 10, want: true, tag: 1}, {seq: 11, want: true, tag: 3}, {seq: 12, want: true, tag: 2},
-				{seq: 13, want: true, tag: 5}, {seq: 14, want: true, tag: 4}, {seq: 0, want: true, tag: 6},
-				{seq: 15}, {seq: 9},
-			},
-		},
-		{
-			name:   "wrap at 65535",
-			size:   16,
-			stores: seqs(65530, 12, 7),
-			gets: []cacheGet{
-				{seq: 65530, want: true, tag: 7}, {seq: 65535, want: true, tag: 7},
-				{seq: 0, want: true, tag: 7}, {seq: 5, want: true, tag: 7},
-				{seq: 65529}, {seq: 6},
-			},
-		},
-		{
-			name: "wrap out of order",
-			size: 16,
-			stores: []cacheStore{
-				{seq: 65534, tag: 1, want: true}, {seq: 1, tag: 2, want: true},
-				{seq: 65535, tag: 3, want: true}, {seq: 0, tag: 4, want: true},
-			},
-			gets: []cacheGet{
-				{seq: 65534, want: true, tag: 1}, {seq: 65535, want: true, tag: 3},
-				{seq: 0, want: true, tag: 4}, {seq: 1, want: true, tag: 2},
-			},
-		},
-		{
-			name:   "too old not stored",
-			size:   16,
-			stores: []cacheStore{{seq: 100, tag: 1, want: true}, {seq: 84, tag: 2}, {seq: 85, tag: 3, want: true}},
-			gets:   []cacheGet{{seq: 84}, {seq: 85, want: true, tag: 3}, {seq: 100, want: true, tag: 1}},
-		},
-		{
-			name:   "stale slot from previous lap not returned",
-			size:   16,
-			stores: []cacheStore{{seq: 3, tag: 1, want: true}, {seq: 19, tag: 2, want: true}},
-			gets:   []cacheGet{{seq: 3}, {seq: 19, want: true, tag: 2}},
-		},
-		{
-			name: "stale packet with same seq 65536 later not returned",
-			size: 16,
-			stores: []cacheStore{
-				{seq: 5, tag: 1, want: true}, {seq: 20000, tag: 2, want: true}, {seq: 40000, tag: 3, want: true},
-				{seq: 60000, tag: 4, want: true}, {seq: 10000, tag: 5, want: true},
-			},
-			gets: []cacheGet{{seq: 5}, {seq: 10000, want: true, tag: 5}, {seq: 60000}},
-		},
-		{
-			name: "too big, max size",
-			size: 16,
-			stores: []cacheStore{
-				{seq: 1, tag: 1, size: MaxPacketSize + 1}, {seq: 2, tag: 2, size: MaxPacketSize, want: true},
-			},
-			gets: []cacheGet{
-				{seq: 1}, {seq: 2, want: true, tag: 2, n: MaxPacketSize},
-				{seq: 2, dst: MaxPacketSize - 1},
-			},
-		},
-		{
-			name: "too short or not version 2",
-			size: 16,
-			stores: []cacheStore{
-				{seq: 1, tag: 1, size: rtpHeaderSize - 1}, {raw: []byte{}},
-				{raw: append([]byte{0x40}, testPacket(3, 3, 100)[1:]...)},
-				{seq: 4, tag: 4, size: rtpHeaderSize, want: true},
-			},
-			gets: []cacheGet{{seq: 1}, {seq: 3}, {seq: 4, want: true, n: rtpHeaderSize}},
-		},
-		{
-			name: "duplicates overwrite the same slot",
-			size: 16,
-			stores: []cacheStore{
-				{seq: 7, tag: 1, want: true}, {seq: 8, tag: 1, want: true},
-				{seq: 7, tag: 2, size: 60, want: true}, {seq: 8, tag: 3, want: true},
-			},
-			gets: []cacheGet{{seq: 7, want: true, tag: 2, n: 60}, {seq: 8, want: true, tag: 3}},
-		},
-		{
-			name:   "dst too small",
-			size:   16,
-			stores: []cacheStore{{seq: 1, tag: 1, want: true}},
-			gets:   []cacheGet{{seq: 1, dst: 99}, {seq: 1, dst: 100, want: true, tag: 1}},
-		},
-		{
-			name:   "empty cache",
-			size:   16,
-			stores: nil,
-			gets:   []cacheGet{{seq: 0}, {seq: 1}},
-		},
-		{
-			name:   "sequence jump backwards resyncs",
-			size:   16,
-			stores: append(seqs(30000, 20, 1), append(refused(seqs(1000, cacheResyncAfter-1, 2)), seqs(1000+cacheResyncAfter-1, 20, 3)...)...),
-			gets: []cacheGet{
-				{seq: 30019}, {seq: 1000 + cacheResyncAfter - 1}, {seq: 1000 + cacheResyncAfter + 4, want: true, tag: 3},
-				{seq: 1000 + cacheResyncAfter + 18, want: true, tag: 3},
-			},
-		},
-	}
-	for _, tt := range tests {
+	for _, tt := range packetCacheTests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := NewPacketCache(tt.size)
 			for i, s := range tt.stores {

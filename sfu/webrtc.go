@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
@@ -152,6 +153,7 @@ func NewTransport(p TransportParams) (*Transport, error) {
 		se.SetNAT1To1IPs([]string{p.NodeIP}, webrtc.ICECandidateTypeHost)
 	}
 	se.SetICETimeouts(5*time.Second, 15*time.Second, 2*time.Second)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	if err := t.buildAPIs(se); err != nil {
 		t.Close()
 		return nil, err

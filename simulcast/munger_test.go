@@ -62,147 +62,149 @@ var pauseStep = mungeStep{pause: true}
 // u32 wraps v modulo 2^32, like RTP timestamp arithmetic.
 func u32(v int64) uint32 { return uint32(v) }
 
+// mungerTests are the steps and NACK mappings of TestMunger.
+var mungerTests = []struct {
+	name    string
+	steps   []mungeStep
+	unmunge []unmungeCheck
+}{
+	{
+		name:    "pass-through",
+		steps:   []mungeStep{fwd(100, 1000), fwd(101, 4000), fwd(102, 7000)},
+		unmunge: []unmungeCheck{{100, 100, 0, true}, {102, 102, 0, true}, {103, 0, 0, false}, {99, 0, 0, false}},
+	},
+	{
+		name:    "loss gap preserved",
+		steps:   []mungeStep{fwd(100, 1000), fwd(101, 1000), fwd(104, 4000), fwd(102, 1000)},
+		unmunge: []unmungeCheck{{103, 103, 0, true}},
+	},
+	{
+		name:  "reordering",
+		steps: []mungeStep{fwd(100, 1000), fwd(102, 1000), fwd(101, 1000), fwd(103, 4000), fwd(103, 4000)},
+	},
+	{
+		name:    "seq wrap",
+		steps:   []mungeStep{fwd(65534, 1), fwd(65535, 2), fwd(1, 4), fwd(0, 3), fwd(2, 5)},
+		unmunge: []unmungeCheck{{65534, 65534, 0, true}, {0, 0, 0, true}, {2, 2, 0, true}, {3, 0, 0, false}},
+	},
+	{
+		name: "padding drop across seq wrap",
+		steps: []mungeStep{
+			fwd(65534, 10), pad(65535, 10), to(0, 20, 65535, 20), to(1, 30, 0, 30),
+		},
+		unmunge: []unmungeCheck{{65534, 65534, 0, true}, {65535, 0, 0, true}, {0, 1, 0, true}},
+	},
+	{
+		name: "ts wrap",
+		steps: []mungeStep{
+			fwd(10, 4294964296), fwd(11, 4294967295), fwd(12, 2999), fwd(13, 5999),
+		},
+	},
+	{
+		name: "padding dropped without gap, NACK maps across it",
+		steps: []mungeStep{
+			fwd(10, 100), fwd(11, 100), pad(12, 100), to(13, 200, 12, 200), to(14, 300, 13, 300),
+			drop(12, 100), // the dropped padding's seq belongs to no range
+		},
+		unmunge: []unmungeCheck{
+			{10, 10, 0, true}, {11, 11, 0, true}, {12, 13, 0, true}, {13, 14, 0, true}, {14, 0, 0, false},
+		},
+	},
+	{
+		name: "padding burst uses one range",
+		steps: []mungeStep{
+			fwd(10, 100), pad(11, 100), pad(12, 100), pad(13, 100), to(14, 200, 11, 200),
+			pad(15, 200), pad(16, 200), to(17, 300, 12, 300),
+		},
+		unmunge: []unmungeCheck{{10, 10, 0, true}, {11, 14, 0, true}, {12, 17, 0, true}},
+	},
+	{
+		name: "padding after loss keeps the loss gap, late packet fills it",
+		steps: []mungeStep{
+			fwd(10, 100), pad(12, 100), to(13, 200, 12, 200), fwd(11, 100), to(14, 300, 13, 300),
+		},
+		unmunge: []unmungeCheck{{11, 11, 0, true}, {12, 13, 0, true}},
+	},
+	{
+		name: "late packet from before a padding drop",
+		steps: []mungeStep{
+			fwd(10, 100), fwd(11, 100), fwd(13, 200), pad(14, 200), to(15, 300, 14, 300),
+			fwd(12, 200), pad(14, 200), to(15, 300, 14, 300),
+		},
+	},
+	{
+		name: "late padding dropped",
+		steps: []mungeStep{
+			fwd(10, 100), fwd(12, 200), pad(11, 100), fwd(13, 300),
+		},
+		unmunge: []unmungeCheck{{11, 11, 0, true}},
+	},
+	{
+		name:    "first packets padding",
+		steps:   []mungeStep{pad(5, 1), pad(6, 1), fwd(7, 1), fwd(8, 2)},
+		unmunge: []unmungeCheck{{6, 0, 0, false}, {7, 7, 0, true}},
+	},
+	{
+		name:    "pause before first packet is ignored",
+		steps:   []mungeStep{pauseStep, fwd(7, 1), fwd(8, 2)},
+		unmunge: []unmungeCheck{{7, 7, 0, true}},
+	},
+	{
+		name: "pause/resume continues seq and ts by elapsed time",
+		steps: []mungeStep{
+			at(fwd(10, 1000), 0, videoClock), at(fwd(11, 3970), 33, videoClock), pauseStep,
+			pad(480, 50000),
+			at(to(500, 777777, 12, 3970+90000), 1033, videoClock),
+			at(to(501, 780747, 13, 96940), 1066, videoClock),
+			drop(499, 774807), // arrived while paused: never forwarded
+			fwd(11, 3970),     // late duplicate from before the pause
+		},
+		unmunge: []unmungeCheck{
+			{10, 10, 0, true}, {11, 11, 0, true},
+			{12, 500, 777777 - 93970, true}, {13, 501, 777777 - 93970, true}, {14, 0, 0, false},
+		},
+	},
+	{
+		name: "resume: audio clock, ts wrap, seq wrap",
+		steps: []mungeStep{
+			at(fwd(65535, 4294967000), 0, audioClock), pauseStep,
+			at(to(300, 5, 0, u32(4294967000+960)), 20, audioClock),
+			at(to(301, 965, 1, u32(4294967000+1920)), 40, audioClock),
+		},
+		unmunge: []unmungeCheck{{65535, 65535, 0, true}, {0, 300, u32(5 - (4294967000 + 960)), true}},
+	},
+	{
+		name: "resume with no elapsed time advances ts by one tick",
+		steps: []mungeStep{
+			at(fwd(10, 1000), 50, videoClock), pauseStep,
+			at(to(20, 9000, 11, 1001), 50, videoClock), pauseStep,
+			at(to(10, 5, 12, 1002), 40, videoClock),
+		},
+		unmunge: []unmungeCheck{{10, 10, 0, true}, {11, 20, 9000 - 1001, true}, {12, 10, u32(5 - 1002), true}},
+	},
+	{
+		name: "resume right after padding reuses the empty range",
+		steps: []mungeStep{
+			at(fwd(10, 1000), 0, videoClock), at(pad(11, 1000), 10, videoClock), pauseStep,
+			at(to(50, 1000, 11, 1000+900), 10, videoClock),
+		},
+		unmunge: []unmungeCheck{{10, 10, 0, true}, {11, 50, u32(1000 - 1900), true}},
+	},
+	{
+		name: "only the last ranges are remembered",
+		steps: []mungeStep{
+			fwd(10, 1), pad(11, 1), to(12, 1, 11, 1), pad(13, 1), to(14, 1, 12, 1),
+			pad(15, 1), to(16, 1, 13, 1), pad(17, 1), to(18, 1, 14, 1),
+			pad(19, 1), to(20, 1, 15, 1), pad(21, 1), to(22, 1, 16, 1),
+			pad(23, 1), to(24, 1, 17, 1), pad(25, 1), to(26, 1, 18, 1),
+			drop(10, 1), to(12, 1, 11, 1),
+		},
+		unmunge: []unmungeCheck{{10, 0, 0, false}, {11, 12, 0, true}, {18, 26, 0, true}},
+	},
+}
+
 func TestMunger(t *testing.T) {
-	tests := []struct {
-		name    string
-		steps   []mungeStep
-		unmunge []unmungeCheck
-	}{
-		{
-			name:    "pass-through",
-			steps:   []mungeStep{fwd(100, 1000), fwd(101, 4000), fwd(102, 7000)},
-			unmunge: []unmungeCheck{{100, 100, 0, true}, {102, 102, 0, true}, {103, 0, 0, false}, {99, 0, 0, false}},
-		},
-		{
-			name:    "loss gap preserved",
-			steps:   []mungeStep{fwd(100, 1000), fwd(101, 1000), fwd(104, 4000), fwd(102, 1000)},
-			unmunge: []unmungeCheck{{103, 103, 0, true}},
-		},
-		{
-			name:  "reordering",
-			steps: []mungeStep{fwd(100, 1000), fwd(102, 1000), fwd(101, 1000), fwd(103, 4000), fwd(103, 4000)},
-		},
-		{
-			name:    "seq wrap",
-			steps:   []mungeStep{fwd(65534, 1), fwd(65535, 2), fwd(1, 4), fwd(0, 3), fwd(2, 5)},
-			unmunge: []unmungeCheck{{65534, 65534, 0, true}, {0, 0, 0, true}, {2, 2, 0, true}, {3, 0, 0, false}},
-		},
-		{
-			name: "padding drop across seq wrap",
-			steps: []mungeStep{
-				fwd(65534, 10), pad(65535, 10), to(0, 20, 65535, 20), to(1, 30, 0, 30),
-			},
-			unmunge: []unmungeCheck{{65534, 65534, 0, true}, {65535, 0, 0, true}, {0, 1, 0, true}},
-		},
-		{
-			name: "ts wrap",
-			steps: []mungeStep{
-				fwd(10, 4294964296), fwd(11, 4294967295), fwd(12, 2999), fwd(13, 5999),
-			},
-		},
-		{
-			name: "padding dropped without gap, NACK maps across it",
-			steps: []mungeStep{
-				fwd(10, 100), fwd(11, 100), pad(12, 100), to(13, 200, 12, 200), to(14, 300, 13, 300),
-				drop(12, 100), // the dropped padding's seq belongs to no range
-			},
-			unmunge: []unmungeCheck{
-				{10, 10, 0, true}, {11, 11, 0, true}, {12, 13, 0, true}, {13, 14, 0, true}, {14, 0, 0, false},
-			},
-		},
-		{
-			name: "padding burst uses one range",
-			steps: []mungeStep{
-				fwd(10, 100), pad(11, 100), pad(12, 100), pad(13, 100), to(14, 200, 11, 200),
-				pad(15, 200), pad(16, 200), to(17, 300, 12, 300),
-			},
-			unmunge: []unmungeCheck{{10, 10, 0, true}, {11, 14, 0, true}, {12, 17, 0, true}},
-		},
-		{
-			name: "padding after loss keeps the loss gap, late packet fills it",
-			steps: []mungeStep{
-				fwd(10, 100), pad(12, 100), to(13, 200, 12, 200), fwd(11, 100), to(14, 300, 13, 300),
-			},
-			unmunge: []unmungeCheck{{11, 11, 0, true}, {12, 13, 0, true}},
-		},
-		{
-			name: "late packet from before a padding drop",
-			steps: []mungeStep{
-				fwd(10, 100), fwd(11, 100), fwd(13, 200), pad(14, 200), to(15, 300, 14, 300),
-				fwd(12, 200), pad(14, 200), to(15, 300, 14, 300),
-			},
-		},
-		{
-			name: "late padding dropped",
-			steps: []mungeStep{
-				fwd(10, 100), fwd(12, 200), pad(11, 100), fwd(13, 300),
-			},
-			unmunge: []unmungeCheck{{11, 11, 0, true}},
-		},
-		{
-			name:    "first packets padding",
-			steps:   []mungeStep{pad(5, 1), pad(6, 1), fwd(7, 1), fwd(8, 2)},
-			unmunge: []unmungeCheck{{6, 0, 0, false}, {7, 7, 0, true}},
-		},
-		{
-			name:    "pause before first packet is ignored",
-			steps:   []mungeStep{pauseStep, fwd(7, 1), fwd(8, 2)},
-			unmunge: []unmungeCheck{{7, 7, 0, true}},
-		},
-		{
-			name: "pause/resume continues seq and ts by elapsed time",
-			steps: []mungeStep{
-				at(fwd(10, 1000), 0, videoClock), at(fwd(11, 3970), 33, videoClock), pauseStep,
-				pad(480, 50000),
-				at(to(500, 777777, 12, 3970+90000), 1033, videoClock),
-				at(to(501, 780747, 13, 96940), 1066, videoClock),
-				drop(499, 774807), // arrived while paused: never forwarded
-				fwd(11, 3970),     // late duplicate from before the pause
-			},
-			unmunge: []unmungeCheck{
-				{10, 10, 0, true}, {11, 11, 0, true},
-				{12, 500, 777777 - 93970, true}, {13, 501, 777777 - 93970, true}, {14, 0, 0, false},
-			},
-		},
-		{
-			name: "resume: audio clock, ts wrap, seq wrap",
-			steps: []mungeStep{
-				at(fwd(65535, 4294967000), 0, audioClock), pauseStep,
-				at(to(300, 5, 0, u32(4294967000+960)), 20, audioClock),
-				at(to(301, 965, 1, u32(4294967000+1920)), 40, audioClock),
-			},
-			unmunge: []unmungeCheck{{65535, 65535, 0, true}, {0, 300, u32(5 - (4294967000 + 960)), true}},
-		},
-		{
-			name: "resume with no elapsed time advances ts by one tick",
-			steps: []mungeStep{
-				at(fwd(10, 1000), 50, videoClock), pauseStep,
-				at(to(20, 9000, 11, 1001), 50, videoClock), pauseStep,
-				at(to(10, 5, 12, 1002), 40, videoClock),
-			},
-			unmunge: []unmungeCheck{{10, 10, 0, true}, {11, 20, 9000 - 1001, true}, {12, 10, u32(5 - 1002), true}},
-		},
-		{
-			name: "resume right after padding reuses the empty range",
-			steps: []mungeStep{
-				at(fwd(10, 1000), 0, videoClock), at(pad(11, 1000), 10, videoClock), pauseStep,
-				at(to(50, 1000, 11, 1000+900), 10, videoClock),
-			},
-			unmunge: []unmungeCheck{{10, 10, 0, true}, {11, 50, u32(1000 - 1900), true}},
-		},
-		{
-			name: "only the last ranges are remembered",
-			steps: []mungeStep{
-				fwd(10, 1), pad(11, 1), to(12, 1, 11, 1), pad(13, 1), to(14, 1, 12, 1),
-				pad(15, 1), to(16, 1, 13, 1), pad(17, 1), to(18, 1, 14, 1),
-				pad(19, 1), to(20, 1, 15, 1), pad(21, 1), to(22, 1, 16, 1),
-				pad(23, 1), to(24, 1, 17, 1), pad(25, 1), to(26, 1, 18, 1),
-				drop(10, 1), to(12, 1, 11, 1),
-			},
-			unmunge: []unmungeCheck{{10, 0, 0, false}, {11, 12, 0, true}, {18, 26, 0, true}},
-		},
-	}
-	for _, tt := range tests {
+	for _, tt := range mungerTests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := NewMunger()
 			for i, s := range tt.steps {
