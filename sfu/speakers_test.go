@@ -51,52 +51,56 @@ type speakerPhase struct {
 	wantChanged bool
 }
 
+// silent returns a talk map in which ids send silence (level 127).
+func silent(ids ...string) map[string]uint8 {
+	m := map[string]uint8{}
+	for _, id := range ids {
+		m[id] = 127
+	}
+	return m
+}
+
+// speakerTests are the scripted phases of TestSpeakerDetector.
+var speakerTests = []struct {
+	name   string
+	phases []speakerPhase
+}{
+	{"silence: nobody", []speakerPhase{
+		{dur: 3 * time.Second, talk: silent("a", "b")},
+	}},
+	{"one talks, stops, then gone", []speakerPhase{
+		{dur: 2 * time.Second, talk: map[string]uint8{"a": 30, "b": 127}, wantActive: []string{"a"}, wantChanged: true},
+		{dur: 2 * time.Second, talk: silent("a", "b"), wantStopped: []string{"a"}, wantChanged: true},
+		{dur: 2 * time.Second, talk: silent("a", "b")},
+	}},
+	{"two talk, ordered by loudness", []speakerPhase{
+		{dur: 2 * time.Second, talk: map[string]uint8{"a": 20, "b": 45}, wantActive: []string{"a", "b"}, wantChanged: true},
+		{dur: 2 * time.Second, talk: map[string]uint8{"a": 45, "b": 20}, wantActive: []string{"b", "a"}, wantChanged: true},
+		{dur: 2 * time.Second, talk: map[string]uint8{"a": 45, "b": 20}, wantActive: []string{"b", "a"}},
+	}},
+	{"brief spike is not speech", []speakerPhase{
+		{dur: 300 * time.Millisecond, talk: map[string]uint8{"a": 5}},
+		{dur: 3 * time.Second, talk: silent("a")},
+	}},
+	{"noise above the speech level is not speech", []speakerPhase{
+		{dur: 3 * time.Second, talk: map[string]uint8{"a": 70}},
+	}},
+	{"pauses between words do not flap", []speakerPhase{
+		{dur: 1200 * time.Millisecond, talk: map[string]uint8{"a": 35}, wantActive: []string{"a"}, wantChanged: true},
+		{dur: 400 * time.Millisecond, talk: silent("a"), wantActive: []string{"a"}},
+		{dur: 600 * time.Millisecond, talk: map[string]uint8{"a": 35}, wantActive: []string{"a"}},
+		{dur: 500 * time.Millisecond, talk: silent("a"), wantActive: []string{"a"}},
+		{dur: 600 * time.Millisecond, talk: map[string]uint8{"a": 35}, wantActive: []string{"a"}},
+	}},
+	{"removed speaker reported stopped once", []speakerPhase{
+		{dur: 2 * time.Second, talk: map[string]uint8{"a": 30, "b": 40}, wantActive: []string{"a", "b"}, wantChanged: true},
+		{dur: 2 * time.Second, talk: map[string]uint8{"b": 40}, remove: []string{"a"},
+			wantActive: []string{"b"}, wantStopped: []string{"a"}, wantChanged: true},
+	}},
+}
+
 func TestSpeakerDetector(t *testing.T) {
-	silent := func(ids ...string) map[string]uint8 {
-		m := map[string]uint8{}
-		for _, id := range ids {
-			m[id] = 127
-		}
-		return m
-	}
-	tests := []struct {
-		name   string
-		phases []speakerPhase
-	}{
-		{"silence: nobody", []speakerPhase{
-			{dur: 3 * time.Second, talk: silent("a", "b")},
-		}},
-		{"one talks, stops, then gone", []speakerPhase{
-			{dur: 2 * time.Second, talk: map[string]uint8{"a": 30, "b": 127}, wantActive: []string{"a"}, wantChanged: true},
-			{dur: 2 * time.Second, talk: silent("a", "b"), wantStopped: []string{"a"}, wantChanged: true},
-			{dur: 2 * time.Second, talk: silent("a", "b")},
-		}},
-		{"two talk, ordered by loudness", []speakerPhase{
-			{dur: 2 * time.Second, talk: map[string]uint8{"a": 20, "b": 45}, wantActive: []string{"a", "b"}, wantChanged: true},
-			{dur: 2 * time.Second, talk: map[string]uint8{"a": 45, "b": 20}, wantActive: []string{"b", "a"}, wantChanged: true},
-			{dur: 2 * time.Second, talk: map[string]uint8{"a": 45, "b": 20}, wantActive: []string{"b", "a"}},
-		}},
-		{"brief spike is not speech", []speakerPhase{
-			{dur: 300 * time.Millisecond, talk: map[string]uint8{"a": 5}},
-			{dur: 3 * time.Second, talk: silent("a")},
-		}},
-		{"noise above the speech level is not speech", []speakerPhase{
-			{dur: 3 * time.Second, talk: map[string]uint8{"a": 70}},
-		}},
-		{"pauses between words do not flap", []speakerPhase{
-			{dur: 1200 * time.Millisecond, talk: map[string]uint8{"a": 35}, wantActive: []string{"a"}, wantChanged: true},
-			{dur: 400 * time.Millisecond, talk: silent("a"), wantActive: []string{"a"}},
-			{dur: 600 * time.Millisecond, talk: map[string]uint8{"a": 35}, wantActive: []string{"a"}},
-			{dur: 500 * time.Millisecond, talk: silent("a"), wantActive: []string{"a"}},
-			{dur: 600 * time.Millisecond, talk: map[string]uint8{"a": 35}, wantActive: []string{"a"}},
-		}},
-		{"removed speaker reported stopped once", []speakerPhase{
-			{dur: 2 * time.Second, talk: map[string]uint8{"a": 30, "b": 40}, wantActive: []string{"a", "b"}, wantChanged: true},
-			{dur: 2 * time.Second, talk: map[string]uint8{"b": 40}, remove: []string{"a"},
-				wantActive: []string{"b"}, wantStopped: []string{"a"}, wantChanged: true},
-		}},
-	}
-	for _, tt := range tests {
+	for _, tt := range speakerTests {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := &fakeClock{t: time.Unix(1700000000, 0)}
 			d := NewSpeakerDetector(SpeakerParams{}, clk.now)
@@ -173,7 +177,7 @@ func TestSpeakerDetectorConcurrent(t *testing.T) {
 			}
 		}(g)
 	}
-	for i := 0; i < 200; i++ {
+	for i := 0; i < 100; i++ {
 		d.Tick()
 		time.Sleep(time.Millisecond)
 	}

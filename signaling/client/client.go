@@ -31,6 +31,8 @@ type Options struct {
 	Configure func(*webrtc.MediaEngine, *interceptor.Registry) error
 	// Header adds HTTP headers to the WebSocket handshake.
 	Header http.Header
+	// Settings may adjust pion's setting engine after the defaults.
+	Settings func(*webrtc.SettingEngine)
 }
 
 // Client is one participant.
@@ -141,6 +143,9 @@ func (c *Client) setupPCs(opts Options) error {
 	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if opts.Settings != nil {
+		opts.Settings(&se)
+	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	var err error
 	if c.Pub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
