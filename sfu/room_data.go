@@ -88,12 +88,8 @@ func (s *subscriber) sendData(kind livekit.DataPacket_Kind, buf []byte) {
 	if kind == livekit.DataPacket_LOSSY {
 		dc = s.lossy
 	}
-	if dc.BufferedAmount() > maxBufferedData {
-		s.p.log.Debug("data channel backlog, message dropped", "label", dc.Label())
-		return
-	}
-	if err := dc.Send(buf); err != nil {
-		s.p.log.Debug("data send failed", "label", dc.Label(), "err", err)
+	if !dc.send(buf) {
+		s.p.log.Debug("data message dropped: channel backlog or closed", "label", dc.dc.Label())
 	}
 }
 

@@ -27,8 +27,8 @@ type subscriber struct {
 	p  *Participant
 	pc *peerConn
 
-	reliable *webrtc.DataChannel
-	lossy    *webrtc.DataChannel
+	reliable *dataChannel
+	lossy    *dataChannel
 
 	mu       sync.Mutex
 	subs     map[livekit.TrackID]*subscription
@@ -54,16 +54,18 @@ func newSubscriber(p *Participant) (*subscriber, error) {
 		disabled: map[livekit.TrackID]bool{},
 	}
 	ordered := true
-	if s.reliable, err = pc.CreateDataChannel(ReliableLabel, &webrtc.DataChannelInit{Ordered: &ordered}); err != nil {
+	reliable, err := pc.CreateDataChannel(ReliableLabel, &webrtc.DataChannelInit{Ordered: &ordered})
+	if err != nil {
 		_ = pc.Close()
 		return nil, fmt.Errorf("create reliable data channel: %w", err)
 	}
 	unordered, retransmits := false, uint16(0)
-	s.lossy, err = pc.CreateDataChannel(LossyLabel, &webrtc.DataChannelInit{Ordered: &unordered, MaxRetransmits: &retransmits})
+	lossy, err := pc.CreateDataChannel(LossyLabel, &webrtc.DataChannelInit{Ordered: &unordered, MaxRetransmits: &retransmits})
 	if err != nil {
 		_ = pc.Close()
 		return nil, fmt.Errorf("create lossy data channel: %w", err)
 	}
+	s.reliable, s.lossy = newDataChannel(reliable), newDataChannel(lossy)
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) { p.sendTrickle(livekit.SignalTarget_SUBSCRIBER, c) })
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		p.log.Debug("subscriber pc state", "state", st.String())

@@ -140,3 +140,10 @@ func parseCandidate(s string) (webrtc.ICECandidateInit, error) {
 	}
 	return init, nil
 }
+
+// DataReady reports whether the publisher's reliable and lossy data
+// channels are open.
+func (c *Client) DataReady() bool {
+	return c.pubReliable.ReadyState() == webrtc.DataChannelStateOpen &&
+		c.pubLossy.ReadyState() == webrtc.DataChannelStateOpen
+}
