@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,6 +24,11 @@ import (
 func serve(cfg *Config) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
 	slog.SetDefault(log)
+	for key, secret := range cfg.Keys {
+		if strings.HasPrefix(secret, "replace-me") {
+			return fmt.Errorf("key %q still has the example's public placeholder secret: generate one with `openssl rand -base64 32`", key)
+		}
+	}
 	if cfg.Redis != "" {
 		return fmt.Errorf("redis %q: multi-node cascade is not available in this build yet; run without --redis", cfg.Redis)
 	}

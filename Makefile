@@ -1,0 +1,38 @@
+# Fanout: the two commands a newcomer needs are `make dev` and `make test`.
+GO ?= go
+# Debian packages the suite needs (none yet for the single-node suite).
+APT_PACKAGES ?=
+
+.PHONY: dev test deps lint unit interop bench fuzz
+
+# Start a single node with the embedded defaults (API key devkey / secret).
+dev:
+	$(GO) run ./cmd/fanout --dev
+
+# Run the whole test suite, installing what it needs first.
+test: deps lint unit interop
+
+# Go modules come through the module proxy on first use; system packages the
+# suite needs are installed here (as root, with apt) when missing.
+deps:
+	./scripts/install-deps.sh $(APT_PACKAGES)
+
+lint:
+	@out="$$(gofmt -l . )"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	cd interop && $(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+# LiveKit's own Go SDK against a real fanout binary.
+interop:
+	cd interop && $(GO) test -count=1 -timeout 10m ./...
+
+bench:
+	$(GO) test -run xxx -bench . -benchmem ./sfu/ ./simulcast/
+
+fuzz:
+	$(GO) test -run xxx -fuzz FuzzSignalRequest -fuzztime 30s ./signaling/
+	$(GO) test -run xxx -fuzz FuzzUpTrackForward -fuzztime 30s ./sfu/
+	$(GO) test -run xxx -fuzz FuzzDownTrackRTCP -fuzztime 30s ./sfu/
