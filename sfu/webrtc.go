@@ -142,7 +142,7 @@ func NewTransport(p TransportParams) (*Transport, error) {
 			return nil, fmt.Errorf("listen tcp %d: %w", p.TCPPort, err)
 		}
 		t.tcpListener = l
-		tcpMux := webrtc.NewICETCPMux(nil, l, 64)
+		tcpMux := webrtc.NewICETCPMux(nil, queuedListener{l}, 64)
 		t.tcpMux = tcpMux
 		se.SetICETCPMux(tcpMux)
 		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
