@@ -68,6 +68,7 @@ type DownTrack struct {
 	rtxMu  sync.Mutex
 	rtxBuf [MaxPacketSize]byte
 	rtxPkt rtp.Packet
+	rtxHdr rtp.Header
 }
 
 // NewDownTrack creates a DownTrack for a track; add it to the subscriber's
@@ -127,6 +128,9 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		}
 		d.bound.Store(b)
 		if d.kind == webrtc.RTPCodecTypeVideo {
+			if d.packets.Load() > 0 {
+				d.munger.Pause() // re-bound while forwarding: no gap until the keyframe
+			}
 			d.needKeyframe.Store(true)
 			d.p.Track.RequestKeyframe()
 		}
@@ -148,8 +152,10 @@ func (d *DownTrack) SetPaused(paused bool) {
 		return
 	}
 	if !paused && d.kind == webrtc.RTPCodecTypeVideo {
+		d.munger.Pause() // packets dropped until the keyframe must leave no gap
 		d.needKeyframe.Store(true)
-		d.p.Track.RequestKeyframe()
+		// No keyframe request here: callers may hold locks, and the next
+		// non-keyframe packet through WriteRTP asks for one (rate-limited).
 	}
 }
 
@@ -187,7 +193,10 @@ func (d *DownTrack) WriteRTP(p *Packet) {
 	d.hdr.Extension = false
 	d.hdr.ExtensionProfile = 0
 	if p.HasAudioLevel && b.audioLevelID != 0 {
-		d.levelByte[0] = p.AudioLevel
+		d.levelByte[0] = p.AudioLevel & 0x7f
+		if p.Voice {
+			d.levelByte[0] |= 0x80
+		}
 		_ = d.hdr.SetExtension(b.audioLevelID, d.levelByte[:])
 	}
 	d.write(b, &d.hdr, p.Payload)
@@ -278,8 +287,8 @@ func (d *DownTrack) retransmit(outSeq uint16) {
 	if err := d.rtxPkt.Unmarshal(d.rtxBuf[:n]); err != nil {
 		return
 	}
-	src := d.rtxPkt.Header
-	var h rtp.Header
-	d.fillHeader(&h, b, &src, outSeq, src.Timestamp-tsOffset)
-	d.write(b, &h, d.rtxPkt.Payload)
+	src := &d.rtxPkt.Header
+	d.fillHeader(&d.rtxHdr, b, src, outSeq, src.Timestamp-tsOffset)
+	d.rtxHdr.Extension, d.rtxHdr.Extensions = false, d.rtxHdr.Extensions[:0]
+	d.write(b, &d.rtxHdr, d.rtxPkt.Payload)
 }

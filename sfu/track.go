@@ -21,9 +21,10 @@ type Packet struct {
 	Raw      []byte // the packet as received
 	Arrival  int64  // unix nanoseconds
 	Keyframe bool
-	// AudioLevel is the RFC 6464 level (0 loudest .. 127 silence) when
-	// HasAudioLevel is set.
+	// AudioLevel is the RFC 6464 level (0 loudest .. 127 silence) and
+	// Voice its voice-activity flag, when HasAudioLevel is set.
 	AudioLevel    uint8
+	Voice         bool
 	HasAudioLevel bool
 }
 

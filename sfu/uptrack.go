@@ -166,7 +166,7 @@ func (t *UpTrack) Run() {
 
 // forward handles one received packet; it is the per-packet hot path.
 func (t *UpTrack) forward(raw []byte, pkt *rtp.Packet, out *Packet) {
-	if err := pkt.Unmarshal(raw); err != nil {
+	if err := pkt.Unmarshal(raw); err != nil || pkt.Version != 2 {
 		t.badPkts.Add(1)
 		return
 	}
@@ -181,8 +181,8 @@ func (t *UpTrack) forward(raw []byte, pkt *rtp.Packet, out *Packet) {
 	out.HasAudioLevel = false
 	if t.p.AudioLevelExtID != 0 {
 		if ext := pkt.Header.GetExtension(t.p.AudioLevelExtID); ext != nil {
-			if level, _, ok := ParseAudioLevel(ext); ok {
-				out.AudioLevel, out.HasAudioLevel = level, true
+			if level, voice, ok := ParseAudioLevel(ext); ok {
+				out.AudioLevel, out.Voice, out.HasAudioLevel = level, voice, true
 				if t.p.OnAudioLevel != nil {
 					t.p.OnAudioLevel(level)
 				}
