@@ -178,6 +178,10 @@ func (p *Participant) send(msg *livekit.SignalResponse) {
 // subscriptions to tracks already published and sends the first offer.
 func (p *Participant) start() {
 	p.mu.Lock()
+	if p.closed.Load() { // replaced before its join response went out
+		p.mu.Unlock()
+		return
+	}
 	p.state = livekit.ParticipantInfo_JOINED
 	p.version++
 	p.mu.Unlock()

@@ -114,15 +114,6 @@ func (p *Participant) HandleOffer(sdpText string, id uint32) error {
 	return nil
 }
 
-// validateSDP rejects descriptions pion would choke on, with a precise reason.
-func validateSDP(text string) error {
-	var sd sdp.SessionDescription
-	if err := sd.UnmarshalString(text); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadSDP, err)
-	}
-	return nil
-}
-
 // takePending finds the addTrack entry for an incoming track: by cid (the
 // msid track id), else the first pending track of the same kind.
 func (pub *publisher) takePending(cid string, kind webrtc.RTPCodecType) *pendingTrack {

@@ -125,16 +125,22 @@ func (r *Room) Join(params ParticipantParams) (*Participant, *livekit.JoinRespon
 		p.Close(livekit.DisconnectReason_ROOM_DELETED, false)
 		return nil, nil, ErrRoomClosed
 	}
+	// Another join of this identity may have completed while p was being
+	// created: the latest join wins, as for old above.
+	raced := r.byIdentity[p.identity]
 	r.participants[p.id] = p
 	r.byIdentity[p.identity] = p
 	r.stopIdleTimerLocked()
 	others := make([]*Participant, 0, len(r.participants))
 	for _, o := range r.participants {
-		if o != p {
+		if o != p && o != raced {
 			others = append(others, o)
 		}
 	}
 	r.mu.Unlock()
+	if raced != nil {
+		raced.Close(livekit.DisconnectReason_DUPLICATE_IDENTITY, true)
+	}
 	return p, r.joinResponse(p, others), nil
 }
 

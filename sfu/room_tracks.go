@@ -125,16 +125,20 @@ func (p *Participant) UpdateSubscriptions(trackIDs []livekit.TrackID, subscribe 
 	}
 	var missing []livekit.TrackID
 	for _, id := range trackIDs {
+		// Choices are kept only for tracks that exist (ids are the
+		// server's), so a client cannot grow the map without bound.
+		pub, t := p.room.findTrack(id)
+		if t == nil {
+			if subscribe {
+				missing = append(missing, id)
+			}
+			continue
+		}
 		p.sub.mu.Lock()
 		p.sub.explicit[id] = subscribe
 		p.sub.mu.Unlock()
 		if !subscribe {
 			p.sub.unsubscribe(id)
-			continue
-		}
-		pub, t := p.room.findTrack(id)
-		if t == nil {
-			missing = append(missing, id)
 			continue
 		}
 		if !pub.perms.allows(p, id) {

@@ -170,7 +170,7 @@ func (s *subscriber) subscribe(from *Participant, t *publishedTrack) error {
 	}
 	dt := NewDownTrack(DownTrackParams{
 		Track: t.up, StreamID: string(from.ID()) + "|" + string(id), Subscriber: s.p.id,
-		OnTrackClosed: func(d *DownTrack) { s.unsubscribe(id) }, Logger: s.p.log,
+		OnTrackClosed: func(d *DownTrack) { s.trackEnded(id) }, Logger: s.p.log,
 	})
 	tr, err := s.pc.pc.AddTransceiverFromTrack(dt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
@@ -180,14 +180,17 @@ func (s *subscriber) subscribe(from *Participant, t *publishedTrack) error {
 	if err := tr.SetCodecPreferences([]webrtc.RTPCodecParameters{codec}); err != nil {
 		s.p.log.Debug("codec preferences", "track", id, "err", err)
 	}
-	sub := &subscription{dt: dt, transceiver: tr, publisher: from.ID(), disabled: s.disabled[id]}
+	// The mute state is read under s.mu, before sub is visible: a mute
+	// racing with this subscribe then either is seen here or finds sub in
+	// setMuted.
+	from.pub.mu.Lock()
+	muted := t.info.Muted
+	from.pub.mu.Unlock()
+	sub := &subscription{dt: dt, transceiver: tr, publisher: from.ID(), muted: muted, disabled: s.disabled[id]}
+	dt.SetPaused(sub.muted || sub.disabled)
 	s.subs[id] = sub
 	s.mu.Unlock()
 
-	from.pub.mu.Lock()
-	sub.muted = t.info.Muted
-	from.pub.mu.Unlock()
-	dt.SetPaused(sub.muted || sub.disabled)
 	t.up.AddSink(dt)
 	go dt.ReadRTCP(tr.Sender())
 	s.p.log.Debug("subscribed", "track", id, "publisher", from.ID())
@@ -215,6 +218,16 @@ func (s *subscriber) unsubscribe(id livekit.TrackID) {
 	s.requestNegotiation()
 }
 
+// trackEnded drops a subscription whose track was unpublished, and the
+// choices recorded for it.
+func (s *subscriber) trackEnded(id livekit.TrackID) {
+	s.mu.Lock()
+	delete(s.explicit, id)
+	delete(s.disabled, id)
+	s.mu.Unlock()
+	s.unsubscribe(id)
+}
+
 // subscription returns the subscription of a track, or nil.
 func (s *subscriber) subscription(id livekit.TrackID) *subscription {
 	s.mu.Lock()
@@ -225,12 +238,9 @@ func (s *subscriber) subscription(id livekit.TrackID) *subscription {
 // setMuted records the publisher's mute of a track this participant receives.
 func (s *subscriber) setMuted(id livekit.TrackID, muted bool) {
 	s.mu.Lock()
-	sub := s.subs[id]
-	if sub != nil {
+	defer s.mu.Unlock()
+	if sub := s.subs[id]; sub != nil {
 		sub.muted = muted
-	}
-	s.mu.Unlock()
-	if sub != nil {
 		sub.dt.SetPaused(sub.muted || sub.disabled)
 	}
 }
@@ -240,16 +250,16 @@ func (p *Participant) UpdateTrackSettings(req *livekit.UpdateTrackSettings) {
 	s := p.sub
 	for _, sid := range req.TrackSids {
 		id := livekit.TrackID(sid)
+		if _, t := p.room.findTrack(id); t == nil {
+			continue // unknown ids are not recorded
+		}
 		s.mu.Lock()
 		s.disabled[id] = req.Disabled
-		sub := s.subs[id]
-		if sub != nil {
+		if sub := s.subs[id]; sub != nil {
 			sub.disabled = req.Disabled
-		}
-		s.mu.Unlock()
-		if sub != nil {
 			sub.dt.SetPaused(sub.muted || sub.disabled)
 		}
+		s.mu.Unlock()
 	}
 }
 
@@ -282,18 +292,19 @@ func (s *subscriber) wantsExplicit(id livekit.TrackID) (want, set bool) {
 }
 
 func (s *subscriber) close() {
+	// closed is written once under both locks (negMu, then mu, the order
+	// negotiate takes them in): readers may hold either.
 	s.negMu.Lock()
-	s.closed = true
-	if s.negTimer != nil {
-		s.negTimer.Stop()
-		s.negTimer = nil
-	}
-	s.negMu.Unlock()
 	s.mu.Lock()
 	s.closed = true
 	subs := s.subs
 	s.subs = map[livekit.TrackID]*subscription{}
 	s.mu.Unlock()
+	if s.negTimer != nil {
+		s.negTimer.Stop()
+		s.negTimer = nil
+	}
+	s.negMu.Unlock()
 	for _, sub := range subs {
 		sub.dt.Track().RemoveSink(sub.dt.SinkID())
 	}

@@ -48,7 +48,10 @@ func (s *Server) dispatch(sess *session, p *sfu.Participant, req *livekit.Signal
 		sess.SendSignal(&livekit.SignalResponse{Message: &livekit.SignalResponse_PongResp{PongResp: &livekit.Pong{
 			LastPingTimestamp: m.PingReq.GetTimestamp(), Timestamp: time.Now().UnixMilli(),
 		}}})
-	case *livekit.SignalRequest_UpdateLayers, *livekit.SignalRequest_SyncState, *livekit.SignalRequest_Simulate:
+	case *livekit.SignalRequest_UpdateLayers, *livekit.SignalRequest_SyncState, *livekit.SignalRequest_Simulate,
+		*livekit.SignalRequest_UpdateAudioTrack, *livekit.SignalRequest_UpdateVideoTrack:
+		// Hints about features not served yet (layer and audio feature
+		// updates, migration state): accepted and ignored, as clients send them routinely.
 		sess.log.Debug("ignored signal message", "type", fmt.Sprintf("%T", m))
 	case nil:
 		reject(sess, "request", livekit.RequestResponse_UNSUPPORTED_TYPE,

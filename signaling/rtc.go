@@ -3,6 +3,7 @@ package signaling
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -105,21 +106,20 @@ func (s *Server) refuseResume(w http.ResponseWriter, r *http.Request, g *auth.Cl
 // left with a leave request.
 func (s *Server) readLoop(sess *session, part *sfu.Participant) bool {
 	conn := sess.conn
-	conn.SetReadLimit(MaxMessageSize)
 	extend := func() { _ = conn.SetReadDeadline(time.Now().Add(s.p.PingTimeout)) }
 	extend()
 	conn.SetPongHandler(func(string) error { extend(); return nil })
 	for {
-		kind, data, err := conn.ReadMessage()
-		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				sess.closeWith(fmt.Errorf("%w: frame larger than %d bytes", ErrMalformedSignal, MaxMessageSize))
-			}
+		kind, data, err := readMessage(conn)
+		if err != nil && !errors.Is(err, ErrMalformedSignal) {
 			sess.log.Debug("signal read ended", "err", err)
 			return false
 		}
-		extend()
-		req, err := decodeRequest(sess, kind, data)
+		var req *livekit.SignalRequest
+		if err == nil {
+			extend()
+			req, err = decodeRequest(sess, kind, data)
+		}
 		if err != nil {
 			sess.log.Info("malformed signal message, closing", "err", err)
 			sess.abort(err)
@@ -130,6 +130,24 @@ func (s *Server) readLoop(sess *session, part *sfu.Participant) bool {
 			return true
 		}
 	}
+}
+
+// readMessage reads one message of at most MaxMessageSize bytes. It does
+// not use gorilla's read limit, which closes the connection itself with
+// an empty reason: the caller closes with one.
+func readMessage(conn *websocket.Conn) (int, []byte, error) {
+	kind, r, err := conn.NextReader()
+	if err != nil {
+		return 0, nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(r, MaxMessageSize+1))
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(data) > MaxMessageSize {
+		return 0, nil, fmt.Errorf("%w: frame larger than %d bytes", ErrMalformedSignal, MaxMessageSize)
+	}
+	return kind, data, nil
 }
 
 // decodeRequest parses a binary (protobuf) or text (JSON) frame.

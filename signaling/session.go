@@ -64,6 +64,9 @@ func (s *session) SendSignal(msg *livekit.SignalResponse) {
 }
 
 func (s *session) enqueueLocked(msg *livekit.SignalResponse) {
+	if s.closing {
+		return
+	}
 	select {
 	case s.queue <- msg:
 	default:
@@ -77,6 +80,20 @@ func (s *session) sendJoin(join *livekit.SignalResponse) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.joined = true
+	if s.closing {
+		// Closed before the join went out (a later join replaced this
+		// participant): the client still gets the join and the leave
+		// telling it why, then the connection closes.
+		for _, m := range append([]*livekit.SignalResponse{join}, s.early...) {
+			select {
+			case s.queue <- m:
+			default:
+			}
+		}
+		s.early = nil
+		close(s.queue)
+		return
+	}
 	s.enqueueLocked(join)
 	for _, m := range s.early {
 		s.enqueueLocked(m)
@@ -97,6 +114,9 @@ func (s *session) closeLocked(reason error) {
 	}
 	s.closing = true
 	s.closeErr = reason
+	if !s.joined {
+		return // sendJoin closes the queue after the join and the held messages
+	}
 	close(s.queue)
 }
 
