@@ -39,6 +39,8 @@ type binding struct {
 	payloadType  uint8
 	audioLevelID uint8
 	writer       webrtc.TrackLocalWriter
+	// redToOpus: the publisher sends RED, the subscriber took plain Opus.
+	redToOpus bool
 }
 
 // DownTrack forwards one published track to one subscriber. It implements
@@ -114,13 +116,14 @@ func (d *DownTrack) Stats() (packets, bytes uint64) { return d.packets.Load(), d
 func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
 	want := d.p.Track.Codec()
 	for _, c := range ctx.CodecParameters() {
-		if !strings.EqualFold(c.MimeType, want.MimeType) {
+		redToOpus := isRED(want) && strings.EqualFold(c.MimeType, webrtc.MimeTypeOpus)
+		if !strings.EqualFold(c.MimeType, want.MimeType) && !redToOpus {
 			continue
 		}
 		if strings.EqualFold(want.MimeType, webrtc.MimeTypeH264) && !fmtpEqual(c.SDPFmtpLine, want.SDPFmtpLine) {
 			continue
 		}
-		b := &binding{ssrc: uint32(ctx.SSRC()), payloadType: uint8(c.PayloadType), writer: ctx.WriteStream()}
+		b := &binding{ssrc: uint32(ctx.SSRC()), payloadType: uint8(c.PayloadType), writer: ctx.WriteStream(), redToOpus: redToOpus}
 		for _, ext := range ctx.HeaderExtensions() {
 			if ext.URI == sdp.AudioLevelURI {
 				b.audioLevelID = uint8(ext.ID)
@@ -184,6 +187,10 @@ func (d *DownTrack) WriteRTP(p *Packet) {
 		}
 		d.needKeyframe.Store(false)
 	}
+	payload, ok := payloadFor(b, p.Payload)
+	if !ok {
+		return // malformed RED: treated as lost, the subscriber may NACK it
+	}
 	seq, ts, ok := d.munger.Munge(p.Header.SequenceNumber, p.Header.Timestamp, p.Arrival, d.clockRate, len(p.Payload) == 0)
 	if !ok {
 		return
@@ -199,7 +206,16 @@ func (d *DownTrack) WriteRTP(p *Packet) {
 		}
 		_ = d.hdr.SetExtension(b.audioLevelID, d.levelByte[:])
 	}
-	d.write(b, &d.hdr, p.Payload)
+	d.write(b, &d.hdr, payload)
+}
+
+// payloadFor returns what the subscriber receives of a payload: RED's
+// primary encoding for a subscriber that took plain Opus.
+func payloadFor(b *binding, payload []byte) ([]byte, bool) {
+	if !b.redToOpus {
+		return payload, true
+	}
+	return simulcast.REDPrimary(payload)
 }
 
 func (d *DownTrack) fillHeader(h *rtp.Header, b *binding, src *rtp.Header, seq uint16, ts uint32) {
@@ -290,5 +306,7 @@ func (d *DownTrack) retransmit(outSeq uint16) {
 	src := &d.rtxPkt.Header
 	d.fillHeader(&d.rtxHdr, b, src, outSeq, src.Timestamp-tsOffset)
 	d.rtxHdr.Extension, d.rtxHdr.Extensions = false, d.rtxHdr.Extensions[:0]
-	d.write(b, &d.rtxHdr, d.rtxPkt.Payload)
+	if payload, ok := payloadFor(b, d.rtxPkt.Payload); ok {
+		d.write(b, &d.rtxHdr, payload)
+	}
 }

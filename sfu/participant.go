@@ -60,6 +60,7 @@ type Participant struct {
 	sub   *subscriber
 	perms permissions
 
+	updateMu   sync.Mutex // orders this participant's broadcast updates
 	closed     atomic.Bool
 	closeOnce  sync.Once
 	signalLost *time.Timer

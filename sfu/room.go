@@ -128,6 +128,11 @@ func (r *Room) Join(params ParticipantParams) (*Participant, *livekit.JoinRespon
 	// Another join of this identity may have completed while p was being
 	// created: the latest join wins, as for old above.
 	raced := r.byIdentity[p.identity]
+	if raced == nil && r.params.MaxParticipants > 0 && len(r.participants) >= r.params.MaxParticipants {
+		r.mu.Unlock()
+		p.Close(livekit.DisconnectReason_JOIN_FAILURE, false)
+		return nil, nil, fmt.Errorf("%d participants: %w", len(r.participants), ErrRoomFull)
+	}
 	r.participants[p.id] = p
 	r.byIdentity[p.identity] = p
 	r.stopIdleTimerLocked()
@@ -219,6 +224,10 @@ func (r *Room) removeParticipant(p *Participant) {
 // broadcastParticipant sends a participant's current state to everyone in
 // the room (hidden participants only to themselves).
 func (r *Room) broadcastParticipant(p *Participant) {
+	// Snapshot and queueing happen under the participant's update lock, so
+	// every client sees its versions in increasing order.
+	p.updateMu.Lock()
+	defer p.updateMu.Unlock()
 	info := p.Info()
 	msg := &livekit.SignalResponse{Message: &livekit.SignalResponse_Update{
 		Update: &livekit.ParticipantUpdate{Participants: []*livekit.ParticipantInfo{info}},

@@ -159,7 +159,7 @@ func (s *subscriber) midToTrack() map[string]string {
 // subscribe starts forwarding a published track to this participant.
 func (s *subscriber) subscribe(from *Participant, t *publishedTrack) error {
 	id := t.up.ID()
-	codec, ok := SubscriberCodec(t.up.Codec())
+	codecs, ok := SubscriberCodecs(t.up.Codec())
 	if !ok {
 		return fmt.Errorf("track %s codec %s: %w", id, t.up.Codec().MimeType, ErrCodecNotNegotiated)
 	}
@@ -177,7 +177,7 @@ func (s *subscriber) subscribe(from *Participant, t *publishedTrack) error {
 		s.mu.Unlock()
 		return fmt.Errorf("add transceiver for %s: %w", id, err)
 	}
-	if err := tr.SetCodecPreferences([]webrtc.RTPCodecParameters{codec}); err != nil {
+	if err := tr.SetCodecPreferences(codecs); err != nil {
 		s.p.log.Debug("codec preferences", "track", id, "err", err)
 	}
 	// The mute state is read under s.mu, before sub is visible: a mute

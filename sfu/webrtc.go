@@ -221,6 +221,26 @@ func (t *Transport) NewSubscriberPC() (*webrtc.PeerConnection, error) {
 	return pc, nil
 }
 
+// isRED reports whether a codec is RFC 2198 redundant audio.
+func isRED(c webrtc.RTPCodecParameters) bool { return strings.EqualFold(c.MimeType, "audio/red") }
+
+// SubscriberCodecs returns the codec preferences of a subscription: the
+// codec that carries the published one unchanged, and for RED audio plain
+// Opus as a fallback (the DownTrack then forwards RED's primary encoding).
+func SubscriberCodecs(published webrtc.RTPCodecParameters) ([]webrtc.RTPCodecParameters, bool) {
+	c, ok := SubscriberCodec(published)
+	if !ok {
+		return nil, false
+	}
+	out := []webrtc.RTPCodecParameters{c}
+	if isRED(published) {
+		if opus, ok := SubscriberCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus}}); ok {
+			out = append(out, opus)
+		}
+	}
+	return out, true
+}
+
 // SubscriberCodec returns the subscriber-side codec that carries a published
 // codec unchanged (same MIME type and format parameters), for transceiver
 // codec preferences.
