@@ -307,6 +307,26 @@ func (c *Client) WaitAfter(ctx context.Context, mark int, pred func(*livekit.Sig
 }
 
 func (c *Client) waitFrom(ctx context.Context, from int, pred func(*livekit.SignalResponse) bool) (*livekit.SignalResponse, error) {
+	var found *livekit.SignalResponse
+	i := from
+	err := c.waitUntil(ctx, func() (bool, error) {
+		for ; i < len(c.log); i++ {
+			if pred(c.log[i]) {
+				found = c.log[i]
+				return true, nil
+			}
+		}
+		if c.readErr != nil {
+			return false, fmt.Errorf("%w: %v", ErrClosed, c.readErr)
+		}
+		return false, nil
+	})
+	return found, err
+}
+
+// waitUntil calls check under c.mu each time something arrives, until it
+// reports done or an error, or ctx ends.
+func (c *Client) waitUntil(ctx context.Context, check func() (bool, error)) error {
 	stop := context.AfterFunc(ctx, func() {
 		c.mu.Lock()
 		c.cond.Broadcast()
@@ -315,17 +335,12 @@ func (c *Client) waitFrom(ctx context.Context, from int, pred func(*livekit.Sign
 	defer stop()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for i := from; ; {
-		for ; i < len(c.log); i++ {
-			if pred(c.log[i]) {
-				return c.log[i], nil
-			}
-		}
-		if c.readErr != nil {
-			return nil, fmt.Errorf("%w: %v", ErrClosed, c.readErr)
+	for {
+		if done, err := check(); done || err != nil {
+			return err
 		}
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		c.cond.Wait()
 	}

@@ -87,28 +87,19 @@ func (c *Client) SendData(pkt *livekit.DataPacket, reliable bool) error {
 
 // WaitData waits for a received data packet matching pred.
 func (c *Client) WaitData(ctx context.Context, pred func(*livekit.DataPacket) bool) (*livekit.DataPacket, error) {
-	stop := context.AfterFunc(ctx, func() {
-		c.mu.Lock()
-		c.cond.Broadcast()
-		c.mu.Unlock()
-	})
-	defer stop()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for {
+	var found *livekit.DataPacket
+	err := c.waitUntil(ctx, func() (bool, error) {
 		c.dataMu.Lock()
+		defer c.dataMu.Unlock()
 		for _, p := range c.data {
 			if pred(p) {
-				c.dataMu.Unlock()
-				return p, nil
+				found = p
+				return true, nil
 			}
 		}
-		c.dataMu.Unlock()
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		c.cond.Wait()
-	}
+		return false, nil
+	})
+	return found, err
 }
 
 // ReceivedData returns a copy of the data packets received so far.
