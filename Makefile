@@ -36,3 +36,9 @@ fuzz:
 	$(GO) test -run xxx -fuzz FuzzSignalRequest -fuzztime 30s ./signaling/
 	$(GO) test -run xxx -fuzz FuzzUpTrackForward -fuzztime 30s ./sfu/
 	$(GO) test -run xxx -fuzz FuzzDownTrackRTCP -fuzztime 30s ./sfu/
+
+# Rebuild the TypeScript SDK's demo pages into webclient/dist (committed and
+# embedded by the server, so plain `go build` needs no Node).
+.PHONY: web
+web:
+	cd webclient && npm ci && npm run build

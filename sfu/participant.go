@@ -227,7 +227,7 @@ func (p *Participant) Close(reason livekit.DisconnectReason, notify bool) {
 		p.log.Info("participant leaving", "reason", reason.String())
 		if notify && p.signal != nil {
 			p.signal.SendSignal(&livekit.SignalResponse{Message: &livekit.SignalResponse_Leave{
-				Leave: &livekit.LeaveRequest{Reason: reason, Action: livekit.LeaveRequest_DISCONNECT},
+				Leave: leaveFor(reason),
 			}})
 		}
 		p.closed.Store(true)
@@ -246,6 +246,16 @@ func (p *Participant) Close(reason livekit.DisconnectReason, notify bool) {
 			p.signal.CloseSignal()
 		}
 	})
+}
+
+// leaveFor is the leave request a client gets when the server removes it:
+// after a server shutdown it may come back (to this node once restarted, or
+// another), otherwise it must not.
+func leaveFor(reason livekit.DisconnectReason) *livekit.LeaveRequest {
+	if reason == livekit.DisconnectReason_SERVER_SHUTDOWN {
+		return &livekit.LeaveRequest{Reason: reason, Action: livekit.LeaveRequest_RECONNECT, CanReconnect: true}
+	}
+	return &livekit.LeaveRequest{Reason: reason, Action: livekit.LeaveRequest_DISCONNECT}
 }
 
 // HandleTrickle adds a remote ICE candidate (JSON RTCIceCandidateInit).

@@ -18,6 +18,7 @@ import (
 
 	"github.com/fanout-sfu/fanout/sfu"
 	"github.com/fanout-sfu/fanout/signaling"
+	"github.com/fanout-sfu/fanout/webclient"
 )
 
 // serve runs the node until SIGINT or SIGTERM.
@@ -56,6 +57,7 @@ func serve(cfg *Config) error {
 	mux := http.NewServeMux()
 	signaling.NewServer(signaling.ServerParams{Rooms: rooms, Keys: signaling.StaticKeys(cfg.Keys), Logger: log}).Register(mux)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	registerWeb(mux, cfg)
 	addr := net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.Port))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -80,6 +82,29 @@ func serve(cfg *Config) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return srv.Shutdown(ctx)
+}
+
+// registerWeb serves the demo pages at / and, in dev mode only, dev tokens
+// at /api/dev-token (outside dev mode that path is a 404 like any other).
+func registerWeb(mux *http.ServeMux, cfg *Config) {
+	mux.Handle("/", webclient.Handler())
+	if !cfg.Dev {
+		return
+	}
+	key, secret := devSigningKey(cfg.Keys)
+	mux.Handle("/api/dev-token", signaling.DevTokenHandler(key, secret))
+}
+
+// devSigningKey picks the key dev tokens are signed with: devkey when
+// configured, else the first key in sorted order.
+func devSigningKey(keys map[string]string) (key, secret string) {
+	if s, ok := keys[devAPIKey]; ok {
+		return devAPIKey, s
+	}
+	if names := sortedKeys(keys); len(names) > 0 {
+		return names[0], keys[names[0]]
+	}
+	return "", ""
 }
 
 // bindIP turns the HTTP bind address into the media sockets' address.
