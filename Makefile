@@ -1,16 +1,16 @@
 # Fanout: the two commands a newcomer needs are `make dev` and `make test`.
 GO ?= go
-# Debian packages the suite needs (none yet for the single-node suite).
-APT_PACKAGES ?=
+# Debian packages the suite needs: Chromium for the browser tests.
+APT_PACKAGES ?= chromium
 
-.PHONY: dev test deps lint unit interop bench fuzz
+.PHONY: dev test deps lint unit interop browser bench fuzz
 
 # Start a single node with the embedded defaults (API key devkey / secret).
 dev:
 	$(GO) run ./cmd/fanout --dev
 
 # Run the whole test suite, installing what it needs first.
-test: deps lint unit interop
+test: deps lint unit interop browser
 
 # Go modules come through the module proxy on first use; system packages the
 # suite needs are installed here (as root, with apt) when missing.
@@ -18,7 +18,7 @@ deps:
 	./scripts/install-deps.sh $(APT_PACKAGES)
 
 lint:
-	@out="$$(gofmt -l . )"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out="$$(git ls-files '*.go' | xargs gofmt -l)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	cd interop && $(GO) vet ./...
 
@@ -28,6 +28,11 @@ unit:
 # LiveKit's own Go SDK against a real fanout binary.
 interop:
 	cd interop && $(GO) test -count=1 -timeout 10m ./...
+
+# The web SDK's unit tests, then the demo page and livekit-client in
+# headless Chromium against a real fanout binary.
+browser:
+	cd webclient && npm ci --no-audit --no-fund && npm run typecheck && npm run test:unit && npm run test:e2e
 
 bench:
 	$(GO) test -run xxx -bench . -benchmem ./sfu/ ./simulcast/

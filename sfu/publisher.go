@@ -30,6 +30,10 @@ type publisher struct {
 	pending []*pendingTrack
 	tracks  map[livekit.TrackID]*publishedTrack
 	order   []livekit.TrackID
+	// layerMids are the mids of simulcast transceivers whose forwarded
+	// layer is chosen: pion reports each layer in its own goroutine, so the
+	// first one claims the mid and the others see the claim.
+	layerMids map[string]bool
 }
 
 type pendingTrack struct {
@@ -42,7 +46,10 @@ func newPublisher(p *Participant) (*publisher, error) {
 	if err != nil {
 		return nil, err
 	}
-	pub := &publisher{p: p, pc: newPeerConn(pc), tracks: map[livekit.TrackID]*publishedTrack{}}
+	pub := &publisher{
+		p: p, pc: newPeerConn(pc),
+		tracks: map[livekit.TrackID]*publishedTrack{}, layerMids: map[string]bool{},
+	}
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) { p.sendTrickle(livekit.SignalTarget_PUBLISHER, c) })
 	pc.OnTrack(pub.onTrack)
 	pc.OnDataChannel(func(dc *webrtc.DataChannel) {
@@ -138,13 +145,18 @@ func (pub *publisher) takePending(cid string, kind webrtc.RTPCodecType) *pending
 func (pub *publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
 	p := pub.p
 	mid := midOf(pub.pc.pc, receiver)
-	if remote.RID() != "" && pub.hasMid(mid) {
-		p.log.Debug("ignoring extra simulcast layer", "rid", remote.RID(), "mid", mid)
+	layered := remote.RID() != "" && mid != ""
+	if layered && !pub.claimLayerMid(mid) {
+		p.log.Debug("not forwarding extra simulcast layer", "rid", remote.RID(), "mid", mid)
+		go drain(remote)
 		return
 	}
 	pt := pub.takePending(remote.ID(), remote.Kind())
 	if pt == nil {
 		p.log.Warn("track without addTrack, ignored", "msid_track", remote.ID(), "kind", remote.Kind().String())
+		if layered {
+			pub.releaseLayerMid(mid)
+		}
 		_ = receiver.Stop()
 		return
 	}
@@ -178,15 +190,38 @@ func (pub *publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPRe
 	p.room.onTrackPublished(p, track)
 }
 
-func (pub *publisher) hasMid(mid string) bool {
-	pub.mu.Lock()
-	defer pub.mu.Unlock()
-	for _, t := range pub.tracks {
-		if t.info.Mid == mid && mid != "" {
-			return true
+// drain reads and discards a simulcast layer that is not forwarded until
+// it ends. Unread, its packets would never pass the receive interceptors:
+// the publisher would get no transport-cc feedback for them, count them as
+// lost, and its bandwidth estimate would collapse (Chrome then turns its
+// higher layers off).
+func drain(r PacketReader) {
+	buf := make([]byte, MaxPacketSize)
+	for {
+		if _, _, err := r.Read(buf); err != nil {
+			return
 		}
 	}
-	return false
+}
+
+// claimLayerMid reserves a simulcast transceiver for the first of its
+// layers to arrive; it reports false when another layer holds it.
+func (pub *publisher) claimLayerMid(mid string) bool {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if pub.layerMids[mid] {
+		return false
+	}
+	pub.layerMids[mid] = true
+	return true
+}
+
+// releaseLayerMid frees a simulcast transceiver's mid once its track ended,
+// for a track the client may later publish on the same transceiver.
+func (pub *publisher) releaseLayerMid(mid string) {
+	pub.mu.Lock()
+	delete(pub.layerMids, mid)
+	pub.mu.Unlock()
 }
 
 func midOf(pc *webrtc.PeerConnection, receiver *webrtc.RTPReceiver) string {
@@ -201,7 +236,10 @@ func midOf(pc *webrtc.PeerConnection, receiver *webrtc.RTPReceiver) string {
 // unpublish removes a track that ended and tells the room.
 func (pub *publisher) unpublish(id livekit.TrackID) {
 	pub.mu.Lock()
-	_, ok := pub.tracks[id]
+	t, ok := pub.tracks[id]
+	if ok && t.info.Mid != "" {
+		delete(pub.layerMids, t.info.Mid)
+	}
 	delete(pub.tracks, id)
 	pub.order = slices.DeleteFunc(pub.order, func(t livekit.TrackID) bool { return t == id })
 	pub.mu.Unlock()

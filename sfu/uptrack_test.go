@@ -456,6 +456,13 @@ func TestUpTrackConcurrentSinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	up.AddSink(d)
+	// A second DownTrack is paused and resumed throughout; the steady one is
+	// never paused, so it must forward whatever the scheduling.
+	toggled := NewDownTrack(DownTrackParams{Track: up, Subscriber: "PA_toggled", Logger: discardLogger})
+	if _, err := toggled.Bind(subscriberContext(fixtureVP8, 100, 2, 0, &recordingWriter{keep: 1})); err != nil {
+		t.Fatal(err)
+	}
+	up.AddSink(toggled)
 
 	var wg sync.WaitGroup
 	var churned atomic.Int64
@@ -501,7 +508,7 @@ func TestUpTrackConcurrentSinks(t *testing.T) {
 				return
 			default:
 			}
-			d.SetPaused(i%4 == 0)
+			toggled.SetPaused(i%4 == 0)
 			time.Sleep(50 * time.Microsecond)
 		}
 	}()
