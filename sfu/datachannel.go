@@ -22,7 +22,6 @@ type dataChannel struct {
 	open    bool
 	pending [][]byte
 	bytes   int
-	dropped int
 }
 
 func newDataChannel(dc *webrtc.DataChannel) *dataChannel {
@@ -47,7 +46,6 @@ func (d *dataChannel) send(buf []byte) bool {
 	defer d.mu.Unlock()
 	if !d.open {
 		if len(d.pending) >= maxPendingDataMessages || d.bytes+len(buf) > maxPendingDataBytes {
-			d.dropped++
 			return false
 		}
 		d.pending = append(d.pending, append([]byte(nil), buf...))
@@ -55,7 +53,6 @@ func (d *dataChannel) send(buf []byte) bool {
 		return true
 	}
 	if d.dc.BufferedAmount() > maxBufferedData {
-		d.dropped++
 		return false
 	}
 	return d.dc.Send(buf) == nil

@@ -87,6 +87,7 @@ func NewDownTrack(p DownTrackParams) *DownTrack {
 		clockRate: c.ClockRate,
 		munger:    simulcast.NewMunger(),
 	}
+	d.hdr.Extensions = d.extBuf[:0]
 	d.needKeyframe.Store(d.kind == webrtc.RTPCodecTypeVideo)
 	return d
 }
@@ -195,10 +196,7 @@ func (d *DownTrack) WriteRTP(p *Packet) {
 	if !ok {
 		return
 	}
-	d.fillHeader(&d.hdr, b, p.Header, seq, ts)
-	d.hdr.Extensions = d.extBuf[:0]
-	d.hdr.Extension = false
-	d.hdr.ExtensionProfile = 0
+	fillHeader(&d.hdr, b, p.Header, seq, ts)
 	if p.HasAudioLevel && b.audioLevelID != 0 {
 		d.levelByte[0] = p.AudioLevel & 0x7f
 		if p.Voice {
@@ -218,7 +216,8 @@ func payloadFor(b *binding, payload []byte) ([]byte, bool) {
 	return simulcast.REDPrimary(payload)
 }
 
-func (d *DownTrack) fillHeader(h *rtp.Header, b *binding, src *rtp.Header, seq uint16, ts uint32) {
+// fillHeader writes the subscriber's view of a publisher's header into h.
+func fillHeader(h *rtp.Header, b *binding, src *rtp.Header, seq uint16, ts uint32) {
 	h.Version = 2
 	h.Padding = false
 	h.PaddingSize = 0
@@ -228,6 +227,9 @@ func (d *DownTrack) fillHeader(h *rtp.Header, b *binding, src *rtp.Header, seq u
 	h.Timestamp = ts
 	h.SSRC = b.ssrc
 	h.CSRC = nil
+	h.Extension = false
+	h.ExtensionProfile = 0
+	h.Extensions = h.Extensions[:0] // keeps the capacity: no allocation
 }
 
 func (d *DownTrack) write(b *binding, h *rtp.Header, payload []byte) {
@@ -304,8 +306,7 @@ func (d *DownTrack) retransmit(outSeq uint16) {
 		return
 	}
 	src := &d.rtxPkt.Header
-	d.fillHeader(&d.rtxHdr, b, src, outSeq, src.Timestamp-tsOffset)
-	d.rtxHdr.Extension, d.rtxHdr.Extensions = false, d.rtxHdr.Extensions[:0]
+	fillHeader(&d.rtxHdr, b, src, outSeq, src.Timestamp-tsOffset)
 	if payload, ok := payloadFor(b, d.rtxPkt.Payload); ok {
 		d.write(b, &d.rtxHdr, payload)
 	}

@@ -265,6 +265,13 @@ func (pub *publisher) track(id livekit.TrackID) *publishedTrack {
 	return pub.tracks[id]
 }
 
+// trackCount is the number of tracks published.
+func (pub *publisher) trackCount() int {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	return len(pub.tracks)
+}
+
 // publishedTracks lists the participant's tracks in publication order.
 func (pub *publisher) publishedTracks() []*publishedTrack {
 	pub.mu.Lock()

@@ -78,7 +78,7 @@ func (r *Room) Info() *livekit.Room {
 	defer r.mu.Unlock()
 	publishers := 0
 	for _, p := range r.participants {
-		if len(p.pub.publishedTracks()) > 0 {
+		if p.pub.trackCount() > 0 {
 			publishers++
 		}
 	}
@@ -194,12 +194,6 @@ func (r *Room) Participant(identity livekit.ParticipantIdentity) *Participant {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.byIdentity[identity]
-}
-
-func (r *Room) participantByID(id livekit.ParticipantID) *Participant {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.participants[id]
 }
 
 func (r *Room) removeParticipant(p *Participant) {

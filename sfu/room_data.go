@@ -95,8 +95,7 @@ func (s *subscriber) sendData(kind livekit.DataPacket_Kind, buf []byte) {
 
 // speakerObserver returns the audio level callback for a participant's tracks.
 func (r *Room) speakerObserver(id livekit.ParticipantID) func(uint8) {
-	key := string(id)
-	return func(level uint8) { r.speakers.Observe(key, level) }
+	return r.speakers.Observer(string(id))
 }
 
 // speakerLoop tells the room who is speaking whenever that changes.

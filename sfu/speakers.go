@@ -160,6 +160,26 @@ func (d *SpeakerDetector) Observe(id string, level uint8) {
 	if level > d.params.SpeechLevel {
 		return // silence counts as nothing
 	}
+	if st := d.state(id); st != nil {
+		st.observe(level)
+	}
+}
+
+// Observer returns a participant's per-packet audio level callback. It
+// registers the participant once, so each call is two atomic adds with no
+// lock or map lookup (the track reader's hot path uses it).
+func (d *SpeakerDetector) Observer(id string) func(level uint8) {
+	st := d.state(id)
+	speechLevel := d.params.SpeechLevel
+	return func(level uint8) {
+		if st != nil && level <= speechLevel {
+			st.observe(level)
+		}
+	}
+}
+
+// state returns a participant's state, registering it if needed.
+func (d *SpeakerDetector) state(id string) *speakerState {
 	d.mu.RLock()
 	st := d.parts[id]
 	d.mu.RUnlock()
@@ -168,10 +188,11 @@ func (d *SpeakerDetector) Observe(id string, level uint8) {
 		d.mu.RLock()
 		st = d.parts[id]
 		d.mu.RUnlock()
-		if st == nil {
-			return // removed meanwhile
-		}
 	}
+	return st
+}
+
+func (st *speakerState) observe(level uint8) {
 	st.speech.Add(1)
 	st.loud.Add(uint32(silentLevel - level))
 }

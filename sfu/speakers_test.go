@@ -198,3 +198,32 @@ func BenchmarkSpeakerObserve(b *testing.B) {
 		d.Observe(ids[i%len(ids)], uint8(i%64))
 	}
 }
+
+// TestSpeakerObserver: the per-participant callback feeds the same state as
+// Observe, and drops silence.
+func TestSpeakerObserver(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1700000000, 0)}
+	d := NewSpeakerDetector(SpeakerParams{}, clk.now)
+	loud, quiet := d.Observer("PA_loud"), d.Observer("PA_quiet")
+	var speakers []Speaker
+	for i := 0; i < 10; i++ { // 3 s of 20 ms packets, ticked every 300 ms
+		for j := 0; j < 15; j++ {
+			loud(20)
+			quiet(127)
+		}
+		clk.t = clk.t.Add(300 * time.Millisecond)
+		speakers, _ = d.Tick()
+	}
+	if len(speakers) != 1 || speakers[0].ID != "PA_loud" || !speakers[0].Active {
+		t.Fatalf("speakers = %+v, want only PA_loud active", speakers)
+	}
+}
+
+func BenchmarkSpeakerObserver(b *testing.B) {
+	d := NewSpeakerDetector(SpeakerParams{}, nil)
+	observe := d.Observer("PA_x")
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		observe(uint8(i % 60))
+	}
+}
