@@ -30,6 +30,10 @@ type DownTrackParams struct {
 	Subscriber livekit.ParticipantID
 	// OnTrackClosed is called when the published track ends.
 	OnTrackClosed func(*DownTrack)
+	// OnStreamState, if set, is called when forwarding pauses (no layer
+	// can be sent: the allocator chose none, or the publisher sends none)
+	// or resumes. It may run on a reader goroutine: it must not block.
+	OnStreamState func(d *DownTrack, active bool)
 	Logger        *slog.Logger
 }
 
@@ -43,34 +47,72 @@ type binding struct {
 	redToOpus bool
 }
 
+// vp8History is how many sent VP8 descriptors are remembered for
+// retransmissions (the packet cache of a video layer holds 512 packets).
+const vp8History = 512
+
+// sentVP8 is the munged descriptor a VP8 packet was sent with.
+type sentVP8 struct {
+	seq       uint16
+	pictureID uint16
+	tl0       uint8
+	keyIdx    uint8
+	valid     bool
+}
+
+// writeScratch is the reusable memory one goroutine writes packets from.
+type writeScratch struct {
+	hdr     rtp.Header
+	ext     [1]rtp.Extension
+	level   [1]byte
+	payload [MaxPacketSize]byte // a payload with a rewritten VP8 descriptor
+}
+
 // DownTrack forwards one published track to one subscriber. It implements
 // webrtc.TrackLocal (pion binds it to the subscriber's transceiver) and Sink
-// (the published track feeds it).
+// (the published track feeds it, one goroutine per simulcast layer).
+//
+// Each packet is first checked without a lock: packets of layers that are
+// neither forwarded nor wanted return at once. The rest take the
+// DownTrack's own mutex (never shared with other subscribers, never held
+// across a write) for layer selection and munging, because a layer switch
+// hands the output stream from one layer's goroutine to another's.
 type DownTrack struct {
 	p         DownTrackParams
 	kind      webrtc.RTPCodecType
 	codec     simulcast.Codec
 	clockRate uint32
-	munger    *simulcast.Munger
 
-	bound        atomic.Pointer[binding]
-	paused       atomic.Bool
-	needKeyframe atomic.Bool
-	closed       atomic.Bool
-	packets      atomic.Uint64
-	bytes        atomic.Uint64
+	bound    atomic.Pointer[binding]
+	paused   atomic.Bool
+	closed   atomic.Bool
+	packets  atomic.Uint64
+	bytes    atomic.Uint64
+	maxLayer atomic.Int32 // packed simulcast.Layer the subscriber allows
+	target   atomic.Int32 // packed simulcast.Layer the allocator chose
+	current  atomic.Int32 // spatial layer forwarded, -1: none
+	want     atomic.Int32 // spatial layer the selector aims for, -1: none
+	active   atomic.Bool  // stream state last reported
+	switches atomic.Uint64
 
-	// Reader-goroutine state: touched only from WriteRTP.
-	wasPaused bool
-	hdr       rtp.Header
-	extBuf    [1]rtp.Extension
-	levelByte [1]byte
+	mu       sync.Mutex // guards selector, munger (Munge side), vp8 and vp8Sent
+	selector *simulcast.Selector
+	munger   *simulcast.Munger
+	vp8      simulcast.VP8Munger
+	// vp8Sent remembers the descriptor each VP8 packet went out with, by
+	// output sequence number, so that a retransmission carries the same
+	// picture ids even after the munger moved on (a switch). nil for
+	// other codecs.
+	vp8Sent *[vp8History]sentVP8
+
+	// scratch[l] is used only by the reader goroutine of layer l.
+	scratch []writeScratch
 
 	// Retransmission state, used from the RTCP goroutine.
 	rtxMu  sync.Mutex
 	rtxBuf [MaxPacketSize]byte
 	rtxPkt rtp.Packet
-	rtxHdr rtp.Header
+	rtx    writeScratch
 }
 
 // NewDownTrack creates a DownTrack for a track; add it to the subscriber's
@@ -85,11 +127,34 @@ func NewDownTrack(p DownTrackParams) *DownTrack {
 		kind:      p.Track.Kind(),
 		codec:     simulcast.CodecFromMime(c.MimeType),
 		clockRate: c.ClockRate,
+		selector:  simulcast.NewSelector(),
 		munger:    simulcast.NewMunger(),
 	}
-	d.hdr.Extensions = d.extBuf[:0]
-	d.needKeyframe.Store(d.kind == webrtc.RTPCodecTypeVideo)
+	layers := 1
+	if d.kind == webrtc.RTPCodecTypeVideo {
+		layers = simulcast.MaxSpatial
+	}
+	d.scratch = make([]writeScratch, layers)
+	if d.codec == simulcast.CodecVP8 {
+		d.vp8Sent = new([vp8History]sentVP8)
+	}
+	for i := range d.scratch {
+		d.scratch[i].hdr.Extensions = d.scratch[i].ext[:0]
+	}
+	d.rtx.hdr.Extensions = d.rtx.ext[:0]
+	top := simulcast.Layer{Spatial: simulcast.MaxSpatial - 1, Temporal: simulcast.AllTemporal}
+	d.maxLayer.Store(packLayer(top))
+	d.target.Store(packLayer(top))
+	d.current.Store(-1)
+	d.want.Store(-1)
+	d.active.Store(true)
 	return d
+}
+
+func packLayer(l simulcast.Layer) int32 { return int32(l.Spatial)<<8 | int32(uint8(l.Temporal)) }
+
+func unpackLayer(v int32) simulcast.Layer {
+	return simulcast.Layer{Spatial: int8(v >> 8), Temporal: int8(uint8(v))}
 }
 
 // ID is the track id the subscriber sees (TR_...).
@@ -113,6 +178,62 @@ func (d *DownTrack) Track() Track { return d.p.Track }
 // Stats returns packets and bytes sent so far.
 func (d *DownTrack) Stats() (packets, bytes uint64) { return d.packets.Load(), d.bytes.Load() }
 
+// CurrentLayer is the spatial layer being forwarded, or -1.
+func (d *DownTrack) CurrentLayer() int8 { return int8(d.current.Load()) }
+
+// Switches counts the spatial layer switches made so far.
+func (d *DownTrack) Switches() uint64 { return d.switches.Load() }
+
+// MaxLayer is the highest layer the subscriber asked for.
+func (d *DownTrack) MaxLayer() simulcast.Layer { return unpackLayer(d.maxLayer.Load()) }
+
+// SetMaxLayer sets the highest layer the subscriber wants (its quality or
+// viewport setting). Until a bandwidth allocator sets targets, the target
+// follows it.
+func (d *DownTrack) SetMaxLayer(l simulcast.Layer) {
+	d.maxLayer.Store(packLayer(l))
+	d.SetTarget(l)
+}
+
+// SetTarget sets the layer the allocator wants forwarded (clamped to the
+// subscriber's maximum when packets are selected); a negative spatial layer
+// pauses video.
+func (d *DownTrack) SetTarget(l simulcast.Layer) {
+	d.target.Store(packLayer(l))
+	if l.Spatial < 0 && d.kind == webrtc.RTPCodecTypeVideo {
+		d.restart()
+	}
+	d.refreshStreamState()
+}
+
+// effectiveTarget is the target clamped to the subscriber's maximum.
+func (d *DownTrack) effectiveTarget() simulcast.Layer {
+	if d.kind != webrtc.RTPCodecTypeVideo {
+		return simulcast.Layer{Spatial: 0, Temporal: simulcast.AllTemporal}
+	}
+	t, m := unpackLayer(d.target.Load()), unpackLayer(d.maxLayer.Load())
+	return simulcast.Layer{Spatial: min(t.Spatial, m.Spatial), Temporal: min(t.Temporal, m.Temporal)}
+}
+
+// LayersChanged is called by the track when the set of layers its
+// publisher sends changes.
+func (d *DownTrack) LayersChanged(simulcast.LayerMask) { d.refreshStreamState() }
+
+// refreshStreamState reports a change between active (some layer can be
+// forwarded) and paused.
+func (d *DownTrack) refreshStreamState() {
+	if d.kind != webrtc.RTPCodecTypeVideo || d.closed.Load() {
+		return
+	}
+	active := d.effectiveTarget().Spatial >= 0 && d.p.Track.AvailableLayers() != 0
+	if d.active.Swap(active) != active && d.p.OnStreamState != nil {
+		d.p.OnStreamState(d, active)
+	}
+}
+
+// StreamActive reports whether the stream state last reported is active.
+func (d *DownTrack) StreamActive() bool { return d.active.Load() }
+
 // Bind is called by pion once the subscriber's answer fixed the codec.
 func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
 	want := d.p.Track.Codec()
@@ -130,17 +251,24 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 				b.audioLevelID = uint8(ext.ID)
 			}
 		}
+		d.restart() // re-bound while forwarding: continue at the next keyframe
 		d.bound.Store(b)
 		if d.kind == webrtc.RTPCodecTypeVideo {
-			if d.packets.Load() > 0 {
-				d.munger.Pause() // re-bound while forwarding: no gap until the keyframe
-			}
-			d.needKeyframe.Store(true)
-			d.p.Track.RequestKeyframe()
+			d.p.Track.RequestKeyframe(max(simulcast.Resolve(d.effectiveTarget().Spatial, d.p.Track.AvailableLayers()), 0))
 		}
 		return c, nil
 	}
 	return webrtc.RTPCodecParameters{}, fmt.Errorf("bind %s for %s: %w", want.MimeType, d.p.Subscriber, ErrCodecNotNegotiated)
+}
+
+// restart makes forwarding start over at the next keyframe, continuing the
+// output sequence without a gap.
+func (d *DownTrack) restart() {
+	d.mu.Lock()
+	d.selector.Reset()
+	d.current.Store(-1)
+	d.want.Store(-1) // unknown: the next packets run the selector, which asks for a keyframe
+	d.mu.Unlock()
 }
 
 // Unbind is called by pion when the transceiver stops.
@@ -155,56 +283,109 @@ func (d *DownTrack) SetPaused(paused bool) {
 	if d.paused.Swap(paused) == paused {
 		return
 	}
-	if !paused && d.kind == webrtc.RTPCodecTypeVideo {
-		d.munger.Pause() // packets dropped until the keyframe must leave no gap
-		d.needKeyframe.Store(true)
-		// No keyframe request here: callers may hold locks, and the next
-		// non-keyframe packet through WriteRTP asks for one (rate-limited).
+	if paused {
+		d.restart()
 	}
+	// No keyframe request here: callers may hold locks, and the next packet
+	// of the wanted layer asks for one (rate-limited).
 }
 
 // Paused reports whether forwarding is paused.
 func (d *DownTrack) Paused() bool { return d.paused.Load() }
 
-// WriteRTP forwards one packet; it runs on the track's reader goroutine and
-// never allocates or blocks on anything but the socket write.
+// WriteRTP forwards one packet; it runs on the reader goroutine of the
+// packet's layer and never allocates or blocks on anything but the socket
+// write.
 func (d *DownTrack) WriteRTP(p *Packet) {
 	b := d.bound.Load()
-	if b == nil {
+	if b == nil || d.paused.Load() {
 		return
 	}
-	if d.paused.Load() {
-		if !d.wasPaused {
-			d.wasPaused = true
-			d.munger.Pause()
-		}
+	layer := int32(p.Layer)
+	if w := d.want.Load(); layer != d.current.Load() && layer != w && w >= 0 && !p.Keyframe {
+		return // another layer, and nothing to do with it: no lock
+	}
+	if int(p.Layer) >= len(d.scratch) {
 		return
 	}
-	d.wasPaused = false
-	if d.needKeyframe.Load() {
-		if !p.Keyframe {
-			d.p.Track.RequestKeyframe()
-			return
-		}
-		d.needKeyframe.Store(false)
+	sc := &d.scratch[p.Layer]
+	payload, seq, ts, keyFor, ok := d.translate(b, p, sc)
+	if keyFor >= 0 {
+		d.p.Track.RequestKeyframe(keyFor)
 	}
-	payload, ok := payloadFor(b, p.Payload)
-	if !ok {
-		return // malformed RED: treated as lost, the subscriber may NACK it
-	}
-	seq, ts, ok := d.munger.Munge(p.Header.SequenceNumber, p.Header.Timestamp, p.Arrival, d.clockRate, len(p.Payload) == 0)
 	if !ok {
 		return
 	}
-	fillHeader(&d.hdr, b, p.Header, seq, ts)
+	fillHeader(&sc.hdr, b, p.Header, seq, ts)
 	if p.HasAudioLevel && b.audioLevelID != 0 {
-		d.levelByte[0] = p.AudioLevel & 0x7f
+		sc.level[0] = p.AudioLevel & 0x7f
 		if p.Voice {
-			d.levelByte[0] |= 0x80
+			sc.level[0] |= 0x80
 		}
-		_ = d.hdr.SetExtension(b.audioLevelID, d.levelByte[:])
+		_ = sc.hdr.SetExtension(b.audioLevelID, sc.level[:])
 	}
-	d.write(b, &d.hdr, payload)
+	d.write(b, &sc.hdr, payload)
+}
+
+// translate runs layer selection and munging for one packet under d.mu. It
+// returns the payload to send (rewritten into sc when the VP8 descriptor
+// changes), the output sequence number and timestamp, and a layer to
+// request a keyframe of (-1: none).
+func (d *DownTrack) translate(b *binding, p *Packet, sc *writeScratch) (payload []byte, seq uint16, ts uint32, keyFor int8, ok bool) {
+	info := simulcast.PacketInfo{Layer: p.Layer, Keyframe: p.Keyframe, FrameStart: p.FrameStart, TID: p.TID, LayerSync: p.LayerSync}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	dec := d.selector.Select(info, d.effectiveTarget(), d.p.Track.AvailableLayers())
+	d.current.Store(int32(d.selector.Current()))
+	d.want.Store(int32(d.selector.Wanted()))
+	keyFor = dec.KeyframeFor
+	switch dec.Action {
+	case simulcast.Drop:
+		return nil, 0, 0, keyFor, false
+	case simulcast.DropInStream:
+		d.munger.Munge(p.Header.SequenceNumber, p.Header.Timestamp, p.Arrival, d.clockRate, true)
+		if p.HasVP8 {
+			d.vp8.Munge(&p.VP8, true)
+		}
+		return nil, 0, 0, keyFor, false
+	case simulcast.SwitchForward:
+		d.munger.SwitchLayer(uint8(p.Layer))
+		d.vp8.Switch()
+		d.switches.Add(1)
+	}
+	payload, ok = payloadFor(b, p.Payload)
+	if !ok {
+		return nil, 0, 0, keyFor, false // malformed RED: treated as lost, the subscriber may NACK it
+	}
+	var out simulcast.VP8Descriptor
+	if p.HasVP8 {
+		if out, ok = d.vp8.Munge(&p.VP8, false); !ok {
+			return nil, 0, 0, keyFor, false
+		}
+		if payload, ok = rewriteVP8(&p.VP8, &out, payload, sc.payload[:]); !ok {
+			return nil, 0, 0, keyFor, false
+		}
+	}
+	seq, ts, ok = d.munger.Munge(p.Header.SequenceNumber, p.Header.Timestamp, p.Arrival, d.clockRate, len(p.Payload) == 0)
+	if ok && d.vp8Sent != nil {
+		d.vp8Sent[seq%vp8History] = sentVP8{seq: seq, pictureID: out.PictureID, tl0: out.TL0PICIDX, keyIdx: out.KEYIDX, valid: p.HasVP8}
+	}
+	return payload, seq, ts, keyFor, ok
+}
+
+// rewriteVP8 writes payload with its VP8 descriptor desc replaced by out
+// into dst, or returns payload itself when nothing changes.
+func rewriteVP8(desc, out *simulcast.VP8Descriptor, payload, dst []byte) ([]byte, bool) {
+	if out.PictureID == desc.PictureID && out.LongPictureID == desc.LongPictureID &&
+		out.TL0PICIDX == desc.TL0PICIDX && out.KEYIDX == desc.KEYIDX {
+		return payload, true // unchanged (no switch yet): no copy
+	}
+	n, err := simulcast.WriteVP8Descriptor(dst, out)
+	if err != nil || n+len(payload)-desc.Size > len(dst) {
+		return nil, false
+	}
+	n += copy(dst[n:], payload[desc.Size:])
+	return dst[:n], true
 }
 
 // payloadFor returns what the subscriber receives of a payload: RED's
@@ -274,7 +455,9 @@ func (d *DownTrack) handleRTCP(pkts []rtcp.Packet) {
 	for _, pkt := range pkts {
 		switch p := pkt.(type) {
 		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-			d.p.Track.RequestKeyframe()
+			if l := d.CurrentLayer(); l >= 0 {
+				d.p.Track.RequestKeyframe(l)
+			}
 		case *rtcp.TransportLayerNack:
 			for _, pair := range p.Nacks {
 				for _, seq := range pair.PacketList() {
@@ -286,28 +469,55 @@ func (d *DownTrack) handleRTCP(pkts []rtcp.Packet) {
 }
 
 // retransmit resends a packet the subscriber reported lost, mapping its
-// sequence number back to the publisher's and re-munging the cached copy.
+// sequence number back to the publisher's layer and sequence number and
+// re-munging the cached copy.
 func (d *DownTrack) retransmit(outSeq uint16) {
 	b := d.bound.Load()
 	if b == nil {
 		return
 	}
-	inSeq, tsOffset, ok := d.munger.UnmungeSeq(outSeq)
+	src, ok := d.munger.UnmungeSeq(outSeq)
 	if !ok {
 		return
 	}
 	d.rtxMu.Lock()
 	defer d.rtxMu.Unlock()
-	n, ok := d.p.Track.ReadCached(inSeq, d.rtxBuf[:])
+	n, ok := d.p.Track.ReadCached(int8(src.Layer), src.Seq, d.rtxBuf[:])
 	if !ok {
 		return
 	}
 	if err := d.rtxPkt.Unmarshal(d.rtxBuf[:n]); err != nil {
 		return
 	}
-	src := &d.rtxPkt.Header
-	fillHeader(&d.rtxHdr, b, src, outSeq, src.Timestamp-tsOffset)
-	if payload, ok := payloadFor(b, d.rtxPkt.Payload); ok {
-		d.write(b, &d.rtxHdr, payload)
+	payload, ok := payloadFor(b, d.rtxPkt.Payload)
+	if !ok {
+		return
 	}
+	if d.vp8Sent != nil && len(payload) > 0 {
+		if payload, ok = d.rewriteCachedVP8(outSeq, payload); !ok {
+			return
+		}
+	}
+	h := &d.rtxPkt.Header
+	fillHeader(&d.rtx.hdr, b, h, outSeq, h.Timestamp-src.TSOffset)
+	d.write(b, &d.rtx.hdr, payload)
+}
+
+// rewriteCachedVP8 gives a retransmitted VP8 packet the descriptor it was
+// first sent with. Callers hold d.rtxMu.
+func (d *DownTrack) rewriteCachedVP8(outSeq uint16, payload []byte) ([]byte, bool) {
+	var desc simulcast.VP8Descriptor
+	if simulcast.ParseVP8(payload, &desc) != nil {
+		return payload, true // sent unparsed the first time too
+	}
+	d.mu.Lock()
+	sent := d.vp8Sent[outSeq%vp8History]
+	d.mu.Unlock()
+	if !sent.valid || sent.seq != outSeq {
+		return nil, false
+	}
+	out := desc
+	out.PictureID, out.LongPictureID = sent.pictureID, desc.HasPictureID
+	out.TL0PICIDX, out.KEYIDX = sent.tl0, sent.keyIdx
+	return rewriteVP8(&desc, &out, payload, d.rtx.payload[:])
 }

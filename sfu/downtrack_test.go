@@ -22,13 +22,14 @@ type fakeTrack struct {
 	requests int
 }
 
-func (f *fakeTrack) ID() livekit.TrackID                   { return "TR_fake" }
-func (f *fakeTrack) Kind() webrtc.RTPCodecType             { return f.kind }
-func (f *fakeTrack) Codec() webrtc.RTPCodecParameters      { return f.codec }
-func (f *fakeTrack) AddSink(Sink)                          {}
-func (f *fakeTrack) RemoveSink(string)                     {}
-func (f *fakeTrack) RequestKeyframe()                      { f.requests++ }
-func (f *fakeTrack) ReadCached(uint16, []byte) (int, bool) { return 0, false }
+func (f *fakeTrack) ID() livekit.TrackID                         { return "TR_fake" }
+func (f *fakeTrack) Kind() webrtc.RTPCodecType                   { return f.kind }
+func (f *fakeTrack) Codec() webrtc.RTPCodecParameters            { return f.codec }
+func (f *fakeTrack) AddSink(Sink)                                {}
+func (f *fakeTrack) RemoveSink(string)                           {}
+func (f *fakeTrack) RequestKeyframe(int8)                        { f.requests++ }
+func (f *fakeTrack) ReadCached(int8, uint16, []byte) (int, bool) { return 0, false }
+func (f *fakeTrack) AvailableLayers() simulcast.LayerMask        { return 1 }
 
 // sinkPacket parses raw as UpTrack.forward would hand it to a sink.
 func sinkPacket(t *testing.T, codec webrtc.RTPCodecParameters, raw []byte) *Packet {
@@ -37,10 +38,9 @@ func sinkPacket(t *testing.T, codec webrtc.RTPCodecParameters, raw []byte) *Pack
 	if err := pkt.Unmarshal(raw); err != nil {
 		t.Fatal(err)
 	}
-	return &Packet{
-		Header: &pkt.Header, Payload: pkt.Payload, Raw: raw, Arrival: time.Now().UnixNano(),
-		Keyframe: simulcast.IsKeyframe(simulcast.CodecFromMime(codec.MimeType), pkt.Payload),
-	}
+	p := &Packet{Header: &pkt.Header, Payload: pkt.Payload, Raw: raw, Arrival: time.Now().UnixNano()}
+	describePacket(simulcast.CodecFromMime(codec.MimeType), p)
+	return p
 }
 
 // driveDownTrack sends steps from src (see mediaSource.send); P pauses d
@@ -368,11 +368,14 @@ func TestDownTrackPauseResume(t *testing.T) {
 			}
 			for i := range got {
 				in := src.sent[tt.forwarded[i]]
-				if !bytes.Equal(got[i].payload, in.payload) {
+				if !samePayload(tt.codec, got[i].payload, in.payload) {
 					t.Fatalf("packet %d is not source packet %d", i, tt.forwarded[i])
 				}
 				if i == 0 {
 					continue
+				}
+				if pid, prevPid := vp8PictureID(tt.codec, got[i].payload), vp8PictureID(tt.codec, got[i-1].payload); tt.codec.MimeType == webrtc.MimeTypeVP8 && pid != prevPid+1 {
+					t.Errorf("packet %d: VP8 picture id %d after %d, want no gap", i, pid, prevPid)
 				}
 				prev, prevIn := got[i-1].hdr, src.sent[tt.forwarded[i-1]]
 				h := got[i].hdr
@@ -595,4 +598,26 @@ func TestDownTrackAudioLevel(t *testing.T) {
 			w.check(t)
 		})
 	}
+}
+
+// samePayload compares payloads apart from the VP8 payload descriptor,
+// whose picture ids the DownTrack rewrites.
+func samePayload(codec webrtc.RTPCodecParameters, a, b []byte) bool {
+	if codec.MimeType != webrtc.MimeTypeVP8 {
+		return bytes.Equal(a, b)
+	}
+	var da, db simulcast.VP8Descriptor
+	if simulcast.ParseVP8(a, &da) != nil || simulcast.ParseVP8(b, &db) != nil {
+		return false
+	}
+	return bytes.Equal(a[da.Size:], b[db.Size:])
+}
+
+// vp8PictureID is the picture id of a VP8 payload (0 for other codecs).
+func vp8PictureID(codec webrtc.RTPCodecParameters, payload []byte) uint16 {
+	var d simulcast.VP8Descriptor
+	if codec.MimeType != webrtc.MimeTypeVP8 || simulcast.ParseVP8(payload, &d) != nil {
+		return 0
+	}
+	return d.PictureID
 }

@@ -11,6 +11,8 @@ var (
 	ErrParticipantNotFound = errors.New("participant not found")
 	ErrParticipantClosed   = errors.New("participant has left")
 	ErrTrackNotFound       = errors.New("track not found")
+	ErrTrackEnded          = errors.New("track has ended")
+	ErrLayerTaken          = errors.New("simulcast layer already received")
 	ErrPublishNotAllowed   = errors.New("participant may not publish")
 	ErrSourceNotAllowed    = errors.New("participant may not publish this source")
 	ErrSubscribeNotAllowed = errors.New("participant may not subscribe")

@@ -77,8 +77,9 @@ func mediaPayload(mime string, key bool, n int, tag byte) []byte {
 	switch mime {
 	case webrtc.MimeTypeVP8:
 		// Descriptor (RFC 7741): X and S set, partition 0, a 15-bit
-		// picture id; then the VP8 frame tag, P bit clear on keyframes.
-		p[0], p[1], p[2], p[3] = 0x90, 0x80, 0x80|tag&0x7f, tag
+		// picture id (the tag); then the VP8 frame tag, P bit clear on
+		// keyframes.
+		p[0], p[1], p[2], p[3] = 0x90, 0x80, 0x80, tag
 		p[4] = 0x11
 		if key {
 			p[4] = 0x10
@@ -334,12 +335,15 @@ func newBoundDownTrack(tb testing.TB, up *UpTrack, sub string, ctx webrtc.TrackL
 // forwarder drives UpTrack.forward the way UpTrack.Run does, with reused
 // parse state.
 type forwarder struct {
-	up  *UpTrack
-	pkt rtp.Packet
-	out Packet
+	up    *UpTrack
+	layer int8
+	pkt   rtp.Packet
+	out   Packet
 }
 
-func (f *forwarder) forward(raw []byte) { f.up.forward(raw, &f.pkt, &f.out) }
+func (f *forwarder) forward(raw []byte) {
+	f.up.forward(f.up.layers[f.layer].Load(), raw, &f.pkt, &f.out)
+}
 
 // BenchmarkForward measures the per-packet hot path: one published packet
 // parsed, cached, inspected and written to every sink, the sinks being real

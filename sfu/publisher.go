@@ -4,21 +4,19 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/livekit/protocol/livekit"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/fanout-sfu/fanout/simulcast"
 )
 
 // maxPendingTracks bounds addTrack requests waiting for their media.
 const maxPendingTracks = 32
 
-// publishedTrack is one track a participant publishes.
-type publishedTrack struct {
-	info *livekit.TrackInfo // guarded by publisher.mu
-	up   *UpTrack
-}
 
 // publisher is the receiving side of a participant: the peer connection it
 // publishes on and the tracks announced with addTrack.
@@ -30,10 +28,16 @@ type publisher struct {
 	pending []*pendingTrack
 	tracks  map[livekit.TrackID]*publishedTrack
 	order   []livekit.TrackID
-	// layerMids are the mids of simulcast transceivers whose forwarded
-	// layer is chosen: pion reports each layer in its own goroutine, so the
-	// first one claims the mid and the others see the claim.
-	layerMids map[string]bool
+	// layered are the simulcast transceivers by mid: pion reports each
+	// layer in its own goroutine, so the first one creates the track and
+	// the others wait for it and join it as layers.
+	layered map[string]*layeredTrack
+}
+
+// layeredTrack is a simulcast transceiver's track while its layers arrive.
+type layeredTrack struct {
+	ready chan struct{} // closed once up is set (nil: no track)
+	up    *UpTrack
 }
 
 type pendingTrack struct {
@@ -48,7 +52,7 @@ func newPublisher(p *Participant) (*publisher, error) {
 	}
 	pub := &publisher{
 		p: p, pc: newPeerConn(pc),
-		tracks: map[livekit.TrackID]*publishedTrack{}, layerMids: map[string]bool{},
+		tracks: map[livekit.TrackID]*publishedTrack{}, layered: map[string]*layeredTrack{},
 	}
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) { p.sendTrickle(livekit.SignalTarget_PUBLISHER, c) })
 	pc.OnTrack(pub.onTrack)
@@ -143,22 +147,54 @@ func (pub *publisher) takePending(cid string, kind webrtc.RTPCodecType) *pending
 }
 
 func (pub *publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
-	p := pub.p
 	mid := midOf(pub.pc.pc, receiver)
-	layered := remote.RID() != "" && mid != ""
-	if layered && !pub.claimLayerMid(mid) {
-		p.log.Debug("not forwarding extra simulcast layer", "rid", remote.RID(), "mid", mid)
+	layer := layerIndex(remote, receiver)
+	var lt *layeredTrack
+	if remote.RID() != "" && mid != "" {
+		var first bool
+		if lt, first = pub.claimLayered(mid); !first {
+			pub.addLayer(lt, remote, layer)
+			return
+		}
+	}
+	up := pub.publishRemote(remote, receiver, mid, layer)
+	if lt != nil {
+		lt.up = up
+		close(lt.ready)
+		if up == nil {
+			pub.releaseLayered(mid)
+		}
+	}
+}
+
+// addLayer joins another simulcast layer to the track its transceiver's
+// first layer created; a layer that cannot join is read and discarded.
+func (pub *publisher) addLayer(lt *layeredTrack, remote *webrtc.TrackRemote, layer int8) {
+	select {
+	case <-lt.ready:
+	case <-time.After(5 * time.Second):
+	}
+	if lt.up == nil {
 		go drain(remote)
 		return
 	}
+	if err := lt.up.AddLayer(layer, remote, uint32(remote.SSRC())); err != nil {
+		pub.p.log.Warn("simulcast layer not forwarded", "rid", remote.RID(), "err", err)
+		go drain(remote)
+		return
+	}
+	pub.p.log.Debug("simulcast layer added", "track", lt.up.ID(), "rid", remote.RID(), "layer", layer)
+}
+
+// publishRemote creates the published track for a remote track (the first
+// layer of a simulcast one) and tells the room; nil if no addTrack matches.
+func (pub *publisher) publishRemote(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver, mid string, layer int8) *UpTrack {
+	p := pub.p
 	pt := pub.takePending(remote.ID(), remote.Kind())
 	if pt == nil {
 		p.log.Warn("track without addTrack, ignored", "msid_track", remote.ID(), "kind", remote.Kind().String())
-		if layered {
-			pub.releaseLayerMid(mid)
-		}
 		_ = receiver.Stop()
-		return
+		return nil
 	}
 	pt.info.MimeType = remote.Codec().MimeType
 	pt.info.Mid = mid
@@ -170,17 +206,17 @@ func (pub *publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPRe
 	}
 	up := NewUpTrack(UpTrackParams{
 		ID: livekit.TrackID(pt.info.Sid), Reader: remote, Codec: remote.Codec(), Kind: remote.Kind(),
-		SSRC: uint32(remote.SSRC()), AudioLevelExtID: levelID,
+		SSRC: uint32(remote.SSRC()), Layer: layer, AudioLevelExtID: levelID,
 		OnAudioLevel: p.room.speakerObserver(p.id),
 		WriteRTCP:    pub.pc.pc.WriteRTCP,
 		Logger:       p.log,
 	})
-	track := &publishedTrack{info: pt.info, up: up}
+	track := newPublishedTrack(pt.info, up, pub.sendQualities)
 	pub.mu.Lock()
 	pub.tracks[up.ID()] = track
 	pub.order = append(pub.order, up.ID())
 	pub.mu.Unlock()
-	p.log.Info("track published", "track", up.ID(), "mime", pt.info.MimeType, "source", pt.info.Source.String())
+	p.log.Info("track published", "track", up.ID(), "mime", pt.info.MimeType, "source", pt.info.Source.String(), "rid", remote.RID())
 	go func() {
 		up.Run()
 		pub.unpublish(up.ID())
@@ -188,6 +224,26 @@ func (pub *publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPRe
 	p.bumpVersion()
 	p.room.broadcastParticipant(p)
 	p.room.onTrackPublished(p, track)
+	return up
+}
+
+// layerIndex is the spatial layer a remote track carries: from its RID
+// (q/h/f and common names), else its position among the transceiver's
+// encodings.
+func layerIndex(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) int8 {
+	rid := remote.RID()
+	if rid == "" {
+		return 0
+	}
+	if l, ok := simulcast.LayerForRID(rid); ok {
+		return l
+	}
+	for i, tr := range receiver.Tracks() {
+		if tr.RID() == rid {
+			return int8(min(i, simulcast.MaxSpatial-1))
+		}
+	}
+	return 0
 }
 
 // drain reads and discards a simulcast layer that is not forwarded until
@@ -204,23 +260,24 @@ func drain(r PacketReader) {
 	}
 }
 
-// claimLayerMid reserves a simulcast transceiver for the first of its
-// layers to arrive; it reports false when another layer holds it.
-func (pub *publisher) claimLayerMid(mid string) bool {
+// claimLayered returns the entry of a simulcast transceiver, creating it
+// when this layer is the first to arrive (first is then true).
+func (pub *publisher) claimLayered(mid string) (lt *layeredTrack, first bool) {
 	pub.mu.Lock()
 	defer pub.mu.Unlock()
-	if pub.layerMids[mid] {
-		return false
+	if lt := pub.layered[mid]; lt != nil {
+		return lt, false
 	}
-	pub.layerMids[mid] = true
-	return true
+	lt = &layeredTrack{ready: make(chan struct{})}
+	pub.layered[mid] = lt
+	return lt, true
 }
 
-// releaseLayerMid frees a simulcast transceiver's mid once its track ended,
-// for a track the client may later publish on the same transceiver.
-func (pub *publisher) releaseLayerMid(mid string) {
+// releaseLayered forgets a simulcast transceiver once its track ended, for
+// a track the client may later publish on the same transceiver.
+func (pub *publisher) releaseLayered(mid string) {
 	pub.mu.Lock()
-	delete(pub.layerMids, mid)
+	delete(pub.layered, mid)
 	pub.mu.Unlock()
 }
 
@@ -238,7 +295,10 @@ func (pub *publisher) unpublish(id livekit.TrackID) {
 	pub.mu.Lock()
 	t, ok := pub.tracks[id]
 	if ok && t.info.Mid != "" {
-		delete(pub.layerMids, t.info.Mid)
+		delete(pub.layered, t.info.Mid)
+	}
+	if ok && t.dyn != nil {
+		t.dyn.close()
 	}
 	delete(pub.tracks, id)
 	pub.order = slices.DeleteFunc(pub.order, func(t livekit.TrackID) bool { return t == id })
@@ -329,7 +389,7 @@ func (p *Participant) SetTrackMuted(id livekit.TrackID, muted, fromServer bool) 
 		p.room.onTrackMuted(t, muted)
 		p.room.broadcastParticipant(p)
 		if !muted && t.up.Kind() == webrtc.RTPCodecTypeVideo {
-			t.up.RequestKeyframe()
+			t.up.RequestKeyframes()
 		}
 	}
 	return info, nil

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/livekit"
+	"github.com/pion/webrtc/v4"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -108,6 +109,7 @@ func (r *Room) speakerLoop() {
 			return
 		case <-ticker.C:
 		}
+		r.expireLayers()
 		speakers, changed := r.speakers.Tick()
 		if !changed {
 			continue
@@ -119,5 +121,18 @@ func (r *Room) speakerLoop() {
 		r.broadcast(&livekit.SignalResponse{Message: &livekit.SignalResponse_SpeakersChanged{
 			SpeakersChanged: &livekit.SpeakersChanged{Speakers: infos},
 		}})
+	}
+}
+
+// expireLayers lets every published video track notice simulcast layers
+// (or all its streams) that stopped arriving, which its reader goroutines
+// cannot see when nothing arrives at all.
+func (r *Room) expireLayers() {
+	for _, p := range r.Participants() {
+		for _, t := range p.pub.publishedTracks() {
+			if t.up.Kind() == webrtc.RTPCodecTypeVideo {
+				t.up.ExpireLayers()
+			}
+		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/livekit/protocol/livekit"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/fanout-sfu/fanout/simulcast"
 )
 
 // negotiationDelay coalesces track changes into one subscriber offer.
@@ -15,6 +17,7 @@ const negotiationDelay = 20 * time.Millisecond
 // subscription is one track a participant receives.
 type subscription struct {
 	dt          *DownTrack
+	track       *publishedTrack
 	transceiver *webrtc.RTPTransceiver
 	publisher   livekit.ParticipantID
 	muted       bool // publisher muted the track
@@ -34,6 +37,7 @@ type subscriber struct {
 	subs     map[livekit.TrackID]*subscription
 	explicit map[livekit.TrackID]bool // subscribe/unsubscribe choices, overriding auto-subscribe
 	disabled map[livekit.TrackID]bool // trackSetting disabled, kept across resubscribe
+	maxLayer map[livekit.TrackID]int8 // trackSetting quality or size, kept across resubscribe
 
 	negMu       sync.Mutex
 	offerID     uint32
@@ -51,7 +55,7 @@ func newSubscriber(p *Participant) (*subscriber, error) {
 	s := &subscriber{
 		p: p, pc: newPeerConn(pc),
 		subs: map[livekit.TrackID]*subscription{}, explicit: map[livekit.TrackID]bool{},
-		disabled: map[livekit.TrackID]bool{},
+		disabled: map[livekit.TrackID]bool{}, maxLayer: map[livekit.TrackID]int8{},
 	}
 	ordered := true
 	reliable, err := pc.CreateDataChannel(ReliableLabel, &webrtc.DataChannelInit{Ordered: &ordered})
@@ -170,8 +174,13 @@ func (s *subscriber) subscribe(from *Participant, t *publishedTrack) error {
 	}
 	dt := NewDownTrack(DownTrackParams{
 		Track: t.up, StreamID: string(from.ID()) + "|" + string(id), Subscriber: s.p.id,
-		OnTrackClosed: func(d *DownTrack) { s.trackEnded(id) }, Logger: s.p.log,
+		OnTrackClosed: func(d *DownTrack) { s.trackEnded(id) },
+		OnStreamState: func(d *DownTrack, active bool) { s.sendStreamState(from.ID(), id, active) },
+		Logger:        s.p.log,
 	})
+	if l, ok := s.maxLayer[id]; ok {
+		dt.SetMaxLayer(simulcast.Layer{Spatial: l, Temporal: simulcast.AllTemporal})
+	}
 	tr, err := s.pc.pc.AddTransceiverFromTrack(dt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
 		s.mu.Unlock()
@@ -186,12 +195,13 @@ func (s *subscriber) subscribe(from *Participant, t *publishedTrack) error {
 	from.pub.mu.Lock()
 	muted := t.info.Muted
 	from.pub.mu.Unlock()
-	sub := &subscription{dt: dt, transceiver: tr, publisher: from.ID(), muted: muted, disabled: s.disabled[id]}
+	sub := &subscription{dt: dt, track: t, transceiver: tr, publisher: from.ID(), muted: muted, disabled: s.disabled[id]}
 	dt.SetPaused(sub.muted || sub.disabled)
 	s.subs[id] = sub
 	s.mu.Unlock()
 
 	t.up.AddSink(dt)
+	t.wantLayer(dt.SinkID(), sub.wantedLayer())
 	go dt.ReadRTCP(tr.Sender())
 	s.p.log.Debug("subscribed", "track", id, "publisher", from.ID())
 	s.requestNegotiation()
@@ -209,6 +219,7 @@ func (s *subscriber) unsubscribe(id livekit.TrackID) {
 		return
 	}
 	sub.dt.Track().RemoveSink(sub.dt.SinkID())
+	sub.track.dropWant(sub.dt.SinkID())
 	if closed {
 		return
 	}
@@ -224,6 +235,7 @@ func (s *subscriber) trackEnded(id livekit.TrackID) {
 	s.mu.Lock()
 	delete(s.explicit, id)
 	delete(s.disabled, id)
+	delete(s.maxLayer, id)
 	s.mu.Unlock()
 	s.unsubscribe(id)
 }
@@ -245,22 +257,67 @@ func (s *subscriber) setMuted(id livekit.TrackID, muted bool) {
 	}
 }
 
-// UpdateTrackSettings applies a subscriber's trackSetting request.
+// UpdateTrackSettings applies a subscriber's trackSetting request: disable
+// or enable tracks, and for video the highest quality wanted (its viewport
+// size when width and height are given, for adaptive stream).
 func (p *Participant) UpdateTrackSettings(req *livekit.UpdateTrackSettings) {
-	s := p.sub
 	for _, sid := range req.TrackSids {
 		id := livekit.TrackID(sid)
-		if _, t := p.room.findTrack(id); t == nil {
+		_, t := p.room.findTrack(id)
+		if t == nil {
 			continue // unknown ids are not recorded
 		}
-		s.mu.Lock()
-		s.disabled[id] = req.Disabled
-		if sub := s.subs[id]; sub != nil {
-			sub.disabled = req.Disabled
-			sub.dt.SetPaused(sub.muted || sub.disabled)
-		}
-		s.mu.Unlock()
+		p.updateTrackSetting(t, id, req)
 	}
+}
+
+func (p *Participant) updateTrackSetting(t *publishedTrack, id livekit.TrackID, req *livekit.UpdateTrackSettings) {
+	s := p.sub
+	layer := int8(-1)
+	if !req.Disabled && t.up.Kind() == webrtc.RTPCodecTypeVideo {
+		// A disable leaves the quality as it was; an enable says it again.
+		t.up.p.Logger.Debug("track setting", "track", id, "subscriber", p.id, "quality", req.Quality.String(), "width", req.Width, "height", req.Height)
+		layer = maxLayerFor(t.layers(), req.Quality, req.Width, req.Height)
+	}
+	s.mu.Lock()
+	s.disabled[id] = req.Disabled
+	if layer >= 0 {
+		s.maxLayer[id] = layer
+	}
+	sub := s.subs[id]
+	if sub != nil {
+		sub.disabled = req.Disabled
+		sub.dt.SetPaused(sub.muted || sub.disabled)
+		if layer >= 0 {
+			sub.dt.SetMaxLayer(simulcast.Layer{Spatial: layer, Temporal: simulcast.AllTemporal})
+		}
+	}
+	s.mu.Unlock()
+	if sub != nil {
+		t.wantLayer(sub.dt.SinkID(), sub.wantedLayer())
+	}
+}
+
+// wantedLayer is the highest layer this subscription needs encoded: none
+// when the subscriber disabled it.
+func (sub *subscription) wantedLayer() int8 {
+	if sub.disabled {
+		return -1
+	}
+	return sub.dt.MaxLayer().Spatial
+}
+
+// sendStreamState tells the subscriber that a track's stream paused (no
+// layer can be forwarded) or resumed.
+func (s *subscriber) sendStreamState(publisher livekit.ParticipantID, id livekit.TrackID, active bool) {
+	state := livekit.StreamState_ACTIVE
+	if !active {
+		state = livekit.StreamState_PAUSED
+	}
+	s.p.log.Debug("stream state", "track", id, "state", state.String())
+	s.p.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_StreamStateUpdate{StreamStateUpdate: &livekit.StreamStateUpdate{
+		StreamStates: []*livekit.StreamStateInfo{{ParticipantSid: string(publisher), TrackSid: string(id), State: state}},
+	}}})
 }
 
 // SubscribedTracks lists the ids of the tracks this participant receives.
@@ -307,6 +364,7 @@ func (s *subscriber) close() {
 	s.negMu.Unlock()
 	for _, sub := range subs {
 		sub.dt.Track().RemoveSink(sub.dt.SinkID())
+		sub.track.dropWant(sub.dt.SinkID())
 	}
 	s.pc.close()
 }

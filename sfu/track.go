@@ -5,6 +5,8 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/fanout-sfu/fanout/simulcast"
 )
 
 // PacketReader is where a Track reads RTP from: a *webrtc.TrackRemote, or a
@@ -21,6 +23,17 @@ type Packet struct {
 	Raw      []byte // the packet as received
 	Arrival  int64  // unix nanoseconds
 	Keyframe bool
+	// Layer is the spatial (simulcast) layer the packet arrived on.
+	Layer int8
+	// FrameStart marks the first packet of a frame (VP8 S bit on partition
+	// 0; always set for codecs whose frames the SFU does not parse).
+	FrameStart bool
+	// TID is the temporal layer id (-1: none) and LayerSync the VP8 Y bit.
+	TID       int8
+	LayerSync bool
+	// VP8 is the parsed payload descriptor, when HasVP8.
+	VP8    simulcast.VP8Descriptor
+	HasVP8 bool
 	// AudioLevel is the RFC 6464 level (0 loudest .. 127 silence) and
 	// Voice its voice-activity flag, when HasAudioLevel is set.
 	AudioLevel    uint8
@@ -38,6 +51,13 @@ type Sink interface {
 	TrackClosed()
 }
 
+// LayerListener is implemented by sinks that want to know when the set of
+// simulcast layers the publisher sends changes. LayersChanged may run on a
+// reader goroutine: it must not block.
+type LayerListener interface {
+	LayersChanged(avail simulcast.LayerMask)
+}
+
 // Track is one published media source, as seen by its sinks.
 type Track interface {
 	ID() livekit.TrackID
@@ -45,9 +65,13 @@ type Track interface {
 	Codec() webrtc.RTPCodecParameters
 	AddSink(s Sink)
 	RemoveSink(id string)
-	// RequestKeyframe asks the publisher for a keyframe (rate-limited).
-	RequestKeyframe()
-	// ReadCached copies a recently forwarded packet, by its publisher
-	// sequence number, into dst for a retransmission.
-	ReadCached(seq uint16, dst []byte) (int, bool)
+	// RequestKeyframe asks the publisher for a keyframe of a spatial
+	// layer (rate-limited).
+	RequestKeyframe(layer int8)
+	// ReadCached copies a recently forwarded packet of a layer, by its
+	// publisher sequence number, into dst for a retransmission.
+	ReadCached(layer int8, seq uint16, dst []byte) (int, bool)
+	// AvailableLayers is the set of spatial layers the publisher sends;
+	// it is read for every packet and must be cheap.
+	AvailableLayers() simulcast.LayerMask
 }

@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,15 @@ import (
 // keyframeRequestInterval is the minimum spacing of PLIs sent to a publisher.
 const keyframeRequestInterval = 300 * time.Millisecond
 
+// layerTimeout is how long a simulcast layer may stay silent before it
+// counts as stopped (the publisher turned it off, or its uplink cannot
+// carry it) and subscribers fall back to another layer.
+const layerTimeout = time.Second
+
+// layerCheckInterval is how often the reader goroutines look for stopped
+// layers.
+const layerCheckInterval = 100 * time.Millisecond
+
 // UpTrackParams describes a published track to read.
 type UpTrackParams struct {
 	ID     livekit.TrackID
@@ -25,32 +35,54 @@ type UpTrackParams struct {
 	Kind   webrtc.RTPCodecType
 	// SSRC of the publisher's stream, the media SSRC of keyframe requests.
 	SSRC uint32
+	// Layer is the spatial layer Reader carries (0 without simulcast);
+	// further layers join with AddLayer.
+	Layer int8
 	// AudioLevelExtID is the publisher's RFC 6464 extension id (0: none).
 	AudioLevelExtID uint8
 	// OnAudioLevel, if set, receives each packet's audio level (reader goroutine).
 	OnAudioLevel func(level uint8)
+	// OnLayersChanged, if set, is called with the set of layers the
+	// publisher sends whenever it changes (from a reader goroutine or
+	// ExpireLayers: it must not block).
+	OnLayersChanged func(simulcast.LayerMask)
 	// WriteRTCP sends feedback (PLI) to the publisher.
 	WriteRTCP func([]rtcp.Packet) error
-	// CacheSize is the number of packets kept for retransmission.
+	// CacheSize is the number of packets kept for retransmission, per layer.
 	CacheSize int
 	Logger    *slog.Logger
 }
 
-// UpTrack is a published track: it reads RTP on one goroutine, keeps each
-// packet once in its cache and fans it out to its sinks.
+// upLayer is one received stream of a track: its only stream, or one
+// simulcast layer, read by its own goroutine into its own cache.
+type upLayer struct {
+	index       int8
+	ssrc        uint32
+	reader      PacketReader
+	cache       *PacketCache
+	lastPLI     atomic.Int64
+	lastArrival atomic.Int64
+}
+
+// UpTrack is a published track: one goroutine per received stream (simulcast
+// layer) reads RTP, keeps each packet once in that layer's cache and fans it
+// out to the track's sinks, which choose the layer they forward.
 type UpTrack struct {
-	p        UpTrackParams
-	codec    simulcast.Codec
-	cache    *PacketCache
-	sinks    atomic.Pointer[[]Sink]
-	sinkMu   sync.Mutex
-	lastPLI  atomic.Int64
-	packets  atomic.Uint64
-	bytes    atomic.Uint64
-	badPkts  atomic.Uint64
-	closed   atomic.Bool
-	done     chan struct{}
-	nowNanos func() int64
+	p         UpTrackParams
+	codec     simulcast.Codec
+	layers    [simulcast.MaxSpatial]atomic.Pointer[upLayer]
+	avail     atomic.Uint32 // simulcast.LayerMask of layers being received
+	lastCheck atomic.Int64  // last look for stopped layers (unix nanos)
+	sinks     atomic.Pointer[[]Sink]
+	sinkMu    sync.Mutex // guards sink list writes, running and closed
+	running   int        // layer goroutines still reading
+	allDone   chan struct{}
+	packets   atomic.Uint64
+	bytes     atomic.Uint64
+	badPkts   atomic.Uint64
+	closed    atomic.Bool
+	done      chan struct{}
+	nowNanos  func() int64
 }
 
 // NewUpTrack creates a published track; call Run to start reading.
@@ -67,13 +99,40 @@ func NewUpTrack(p UpTrackParams) *UpTrack {
 	t := &UpTrack{
 		p:        p,
 		codec:    simulcast.CodecFromMime(p.Codec.MimeType),
-		cache:    NewPacketCache(p.CacheSize),
 		done:     make(chan struct{}),
+		allDone:  make(chan struct{}),
 		nowNanos: func() int64 { return time.Now().UnixNano() },
 	}
+	first := t.newLayer(clampLayer(p.Layer), p.Reader, p.SSRC)
+	t.layers[first.index].Store(first)
+	t.running = 1
 	empty := []Sink{}
 	t.sinks.Store(&empty)
 	return t
+}
+
+func (t *UpTrack) newLayer(index int8, r PacketReader, ssrc uint32) *upLayer {
+	return &upLayer{index: index, ssrc: ssrc, reader: r, cache: NewPacketCache(t.p.CacheSize)}
+}
+
+func clampLayer(l int8) int8 { return min(max(l, 0), simulcast.MaxSpatial-1) }
+
+// AddLayer starts reading another simulcast layer of the track. It fails
+// if the track has ended or already reads that layer.
+func (t *UpTrack) AddLayer(index int8, r PacketReader, ssrc uint32) error {
+	index = clampLayer(index)
+	t.sinkMu.Lock()
+	defer t.sinkMu.Unlock()
+	if t.closed.Load() || t.running == 0 {
+		return fmt.Errorf("add layer %d to %s: %w", index, t.p.ID, ErrTrackEnded)
+	}
+	l := t.newLayer(index, r, ssrc)
+	if !t.layers[index].CompareAndSwap(nil, l) {
+		return fmt.Errorf("add layer %d to %s: %w", index, t.p.ID, ErrLayerTaken)
+	}
+	t.running++
+	go t.readLayer(l)
+	return nil
 }
 
 // ID returns the track id (TR_...).
@@ -127,70 +186,204 @@ func (t *UpTrack) RemoveSink(id string) {
 // SinkCount returns how many sinks receive this track.
 func (t *UpTrack) SinkCount() int { return len(*t.sinks.Load()) }
 
-// RequestKeyframe sends a PLI to the publisher unless one went out recently.
-func (t *UpTrack) RequestKeyframe() {
-	if t.p.Kind != webrtc.RTPCodecTypeVideo || t.p.WriteRTCP == nil {
+// RequestKeyframe sends a PLI for a layer to the publisher unless one went
+// out for that layer recently.
+func (t *UpTrack) RequestKeyframe(layer int8) {
+	if t.p.Kind != webrtc.RTPCodecTypeVideo || t.p.WriteRTCP == nil || layer < 0 || layer >= simulcast.MaxSpatial {
+		return
+	}
+	l := t.layers[layer].Load()
+	if l == nil {
 		return
 	}
 	now := t.nowNanos()
-	last := t.lastPLI.Load()
-	if now-last < int64(keyframeRequestInterval) || !t.lastPLI.CompareAndSwap(last, now) {
+	last := l.lastPLI.Load()
+	if now-last < int64(keyframeRequestInterval) || !l.lastPLI.CompareAndSwap(last, now) {
 		return
 	}
-	err := t.p.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: t.p.SSRC}})
+	err := t.p.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: l.ssrc}})
 	if err != nil {
-		t.p.Logger.Debug("keyframe request failed", "track", t.p.ID, "err", err)
+		t.p.Logger.Debug("keyframe request failed", "track", t.p.ID, "layer", layer, "err", err)
 	}
 }
 
-// ReadCached copies a cached packet by publisher sequence number into dst.
-func (t *UpTrack) ReadCached(seq uint16, dst []byte) (int, bool) {
-	return t.cache.Get(seq, dst)
+// RequestKeyframes asks for a keyframe on every layer.
+func (t *UpTrack) RequestKeyframes() {
+	for l := int8(0); l < simulcast.MaxSpatial; l++ {
+		t.RequestKeyframe(l)
+	}
 }
 
-// Run reads and forwards packets until the reader fails or the track is closed.
+// ReadCached copies a cached packet of a layer, by publisher sequence
+// number, into dst.
+func (t *UpTrack) ReadCached(layer int8, seq uint16, dst []byte) (int, bool) {
+	if layer < 0 || layer >= simulcast.MaxSpatial {
+		return 0, false
+	}
+	l := t.layers[layer].Load()
+	if l == nil {
+		return 0, false
+	}
+	return l.cache.Get(seq, dst)
+}
+
+// AvailableLayers is the set of layers the publisher currently sends.
+func (t *UpTrack) AvailableLayers() simulcast.LayerMask {
+	return simulcast.LayerMask(t.avail.Load())
+}
+
+// Run reads and forwards packets until every layer's reader has failed.
 func (t *UpTrack) Run() {
-	defer t.finish()
+	first := t.layers[clampLayer(t.p.Layer)].Load()
+	t.readLayer(first)
+	<-t.allDone
+	t.finish()
+}
+
+// readLayer reads one layer until its reader fails.
+func (t *UpTrack) readLayer(l *upLayer) {
+	defer t.layerEnded(l)
 	buf := make([]byte, MaxPacketSize)
 	var pkt rtp.Packet
 	var out Packet
 	for {
-		n, _, err := t.p.Reader.Read(buf)
+		n, _, err := l.reader.Read(buf)
 		if err != nil {
-			t.p.Logger.Debug("track reader ended", "track", t.p.ID, "err", err)
+			t.p.Logger.Debug("track reader ended", "track", t.p.ID, "layer", l.index, "err", err)
 			return
 		}
-		t.forward(buf[:n], &pkt, &out)
+		t.forward(l, buf[:n], &pkt, &out)
+	}
+}
+
+func (t *UpTrack) layerEnded(l *upLayer) {
+	t.setAvailable(l.index, false)
+	t.sinkMu.Lock()
+	defer t.sinkMu.Unlock()
+	t.running--
+	if t.running == 0 {
+		close(t.allDone)
 	}
 }
 
 // forward handles one received packet; it is the per-packet hot path.
-func (t *UpTrack) forward(raw []byte, pkt *rtp.Packet, out *Packet) {
+func (t *UpTrack) forward(l *upLayer, raw []byte, pkt *rtp.Packet, out *Packet) {
 	if err := pkt.Unmarshal(raw); err != nil || pkt.Version != 2 {
 		t.badPkts.Add(1)
 		return
 	}
 	t.packets.Add(1)
 	t.bytes.Add(uint64(len(raw)))
-	t.cache.Store(raw)
+	l.cache.Store(raw)
+	now := t.nowNanos()
+	l.lastArrival.Store(now)
+	if !t.AvailableLayers().Has(l.index) {
+		t.setAvailable(l.index, true)
+	}
+	t.expireLayers(now)
 	out.Header = &pkt.Header
 	out.Payload = pkt.Payload
 	out.Raw = raw
-	out.Arrival = t.nowNanos()
-	out.Keyframe = len(pkt.Payload) > 0 && simulcast.IsKeyframe(t.codec, pkt.Payload)
+	out.Arrival = now
+	out.Layer = l.index
+	describePacket(t.codec, out)
 	out.HasAudioLevel = false
 	if t.p.AudioLevelExtID != 0 {
-		if ext := pkt.Header.GetExtension(t.p.AudioLevelExtID); ext != nil {
-			if level, voice, ok := ParseAudioLevel(ext); ok {
-				out.AudioLevel, out.Voice, out.HasAudioLevel = level, voice, true
-				if t.p.OnAudioLevel != nil {
-					t.p.OnAudioLevel(level)
-				}
-			}
-		}
+		t.readAudioLevel(pkt, out)
 	}
 	for _, s := range *t.sinks.Load() {
 		s.WriteRTP(out)
+	}
+}
+
+// describe fills in what sinks need to know of the payload: keyframe,
+// and for VP8 the payload descriptor (frame start, temporal layer).
+func describePacket(codec simulcast.Codec, out *Packet) {
+	out.HasVP8 = false
+	out.FrameStart = true
+	out.TID = -1
+	out.LayerSync = false
+	if len(out.Payload) == 0 {
+		out.Keyframe = false
+		return
+	}
+	if codec != simulcast.CodecVP8 {
+		out.Keyframe = simulcast.IsKeyframe(codec, out.Payload)
+		return
+	}
+	if simulcast.ParseVP8(out.Payload, &out.VP8) != nil {
+		out.Keyframe = false
+		return
+	}
+	out.HasVP8 = true
+	out.Keyframe = out.VP8.Keyframe
+	out.FrameStart = out.VP8.FrameStart()
+	if out.VP8.HasTID {
+		out.TID = int8(out.VP8.TID)
+		out.LayerSync = out.VP8.LayerSync
+	}
+}
+
+func (t *UpTrack) readAudioLevel(pkt *rtp.Packet, out *Packet) {
+	ext := pkt.Header.GetExtension(t.p.AudioLevelExtID)
+	if ext == nil {
+		return
+	}
+	if level, voice, ok := ParseAudioLevel(ext); ok {
+		out.AudioLevel, out.Voice, out.HasAudioLevel = level, voice, true
+		if t.p.OnAudioLevel != nil {
+			t.p.OnAudioLevel(level)
+		}
+	}
+}
+
+// expireLayers drops layers silent for longer than layerTimeout from the
+// available set, at most once per layerCheckInterval. Reader goroutines
+// call it on each packet; the room calls it periodically, so a track whose
+// layers all stopped is noticed too.
+func (t *UpTrack) expireLayers(now int64) {
+	last := t.lastCheck.Load()
+	if now-last < int64(layerCheckInterval) || !t.lastCheck.CompareAndSwap(last, now) {
+		return
+	}
+	avail := t.AvailableLayers()
+	for i := range t.layers {
+		l := t.layers[i].Load()
+		if l != nil && avail.Has(l.index) && now-l.lastArrival.Load() > int64(layerTimeout) {
+			t.setAvailable(l.index, false)
+		}
+	}
+}
+
+// ExpireLayers looks for layers that stopped (see expireLayers).
+func (t *UpTrack) ExpireLayers() { t.expireLayers(t.nowNanos()) }
+
+// setAvailable adds a layer to or removes it from the available set and
+// reports a change.
+func (t *UpTrack) setAvailable(layer int8, on bool) {
+	bit := uint32(1) << uint(layer)
+	for {
+		old := t.avail.Load()
+		next := old &^ bit
+		if on {
+			next = old | bit
+		}
+		if next == old {
+			return
+		}
+		if t.avail.CompareAndSwap(old, next) {
+			t.p.Logger.Debug("simulcast layers changed", "track", t.p.ID, "layers", fmt.Sprintf("%03b", next))
+			mask := simulcast.LayerMask(next)
+			for _, s := range *t.sinks.Load() {
+				if l, ok := s.(LayerListener); ok {
+					l.LayersChanged(mask)
+				}
+			}
+			if t.p.OnLayersChanged != nil {
+				t.p.OnLayersChanged(mask)
+			}
+			return
+		}
 	}
 }
 

@@ -125,7 +125,7 @@ func TestUpTrackRequestKeyframe(t *testing.T) {
 			up.nowNanos = clock.now
 			for i, at := range tt.calls {
 				clock.ns.Store(start + int64(at))
-				up.RequestKeyframe()
+				up.RequestKeyframe(0)
 				if len(sent) != tt.wantTotal[i] {
 					t.Fatalf("after call %d (at %v): %d PLIs, want %d", i, at, len(sent), tt.wantTotal[i])
 				}
@@ -150,7 +150,7 @@ func TestUpTrackRequestKeyframeConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 100 {
-				up.RequestKeyframe()
+				up.RequestKeyframe(0)
 			}
 		}()
 	}
@@ -226,7 +226,7 @@ func TestUpTrackRun(t *testing.T) {
 				pkts = append(pkts, m.raw)
 			}
 			up, _, _ := newFixtureUpTrack(fixtureVP8, 0)
-			up.p.Reader = &sliceReader{pkts: pkts, err: readErr}
+			up.layers[0].Load().reader = &sliceReader{pkts: pkts, err: readErr}
 			sink := &recordingSink{id: "A"}
 			up.AddSink(sink)
 			var dtClosed atomic.Int32
@@ -301,7 +301,7 @@ func TestUpTrackRandomPackets(t *testing.T) {
 		}
 	}
 	up, _, _ := newFixtureUpTrack(fixtureVP8, 0)
-	up.p.Reader = &sliceReader{pkts: pkts, err: io.EOF}
+	up.layers[0].Load().reader = &sliceReader{pkts: pkts, err: io.EOF}
 	var writers []*recordingWriter
 	var dts []*DownTrack
 	for i := range 2 {
@@ -441,7 +441,7 @@ func TestUpTrackConcurrentSinks(t *testing.T) {
 	start := make(chan struct{})
 	up, _, _ := newFixtureUpTrack(fixtureVP8, 0)
 	up.nowNanos = func() int64 { return time.Now().UnixNano() }
-	up.p.Reader = &streamReader{
+	up.layers[0].Load().reader = &streamReader{
 		n: 3000, start: start,
 		key:   pubPacket{payload: mediaPayload(webrtc.MimeTypeVP8, true, 1000, 1), level: -1}.marshal(96),
 		delta: pubPacket{payload: mediaPayload(webrtc.MimeTypeVP8, false, 1000, 2), level: -1}.marshal(96),

@@ -7,7 +7,7 @@ import (
 
 // mungerRanges is how many offset ranges a Munger remembers for mapping NACKs
 // and late packets back across recent padding drops and resumes.
-const mungerRanges = 8
+const mungerRanges = 32
 
 // extSeqStart is added to the first input sequence number so that extended
 // (unwrapped) sequence numbers never go below zero.
@@ -20,6 +20,7 @@ type seqRange struct {
 	inEnd    uint64 // last input sequence number (inclusive), once the range is closed
 	outStart uint64 // output sequence number of inStart
 	tsOffset uint32 // subtracted from input timestamps
+	layer    uint8  // input stream (simulcast layer) the range was read from
 }
 
 // offset is what is subtracted from input sequence numbers in this range.
@@ -31,10 +32,11 @@ func (r *seqRange) offset() uint64 { return r.inStart - r.outStart }
 // ones are shifted by offsets that change only on Pause/resume and on
 // padding drops.
 //
-// Munge must be called from one goroutine (the track's reader). Pause may be
-// called from any goroutine (it only bumps an atomic counter). UnmungeSeq may
-// be called concurrently with Munge: Munge takes the Munger's mutex only when
-// the offsets change, and publishes the per-packet position with an atomic.
+// Munge and SwitchLayer must not run concurrently with each other (the caller
+// serializes them). Pause may be called from any goroutine (it only bumps an
+// atomic counter). UnmungeSeq may be called concurrently with Munge: Munge
+// takes the Munger's mutex only when the offsets change, and publishes the
+// per-packet position with an atomic.
 type Munger struct {
 	// Owned by the Munge goroutine.
 	started     bool
@@ -42,6 +44,7 @@ type Munger struct {
 	highestIn   uint64 // newest input sequence number seen (forwarded or padding)
 	lastOutTS   uint32 // output timestamp of the newest forwarded packet
 	lastArrival int64  // arrival (unix nanos) of the newest forwarded packet
+	nextLayer   uint8  // input layer of the range the next resume starts
 
 	pauses atomic.Uint32 // bumped by Pause
 
@@ -64,6 +67,16 @@ func NewMunger() *Munger { return &Munger{} }
 // the next sequence number, with a timestamp advanced by the wall time elapsed
 // since the last forwarded packet.
 func (m *Munger) Pause() { m.pauses.Add(1) }
+
+// SwitchLayer tells the munger that the next packet given to Munge comes
+// from another input stream (another simulcast layer, with its own sequence
+// numbers and timestamps) and starts a new range for it, continuing the
+// output like a resume after Pause. The layer is reported back by UnmungeSeq
+// so that a NACK is answered from the right layer's cache.
+func (m *Munger) SwitchLayer(layer uint8) {
+	m.nextLayer = layer
+	m.pauses.Add(1)
+}
 
 // Munge returns the sequence number and timestamp to send a packet with, or
 // ok=false if it must not be sent. arrival is the packet's arrival time in
@@ -113,7 +126,7 @@ func (m *Munger) Munge(seq uint16, ts uint32, arrival int64, clockRate uint32, p
 func (m *Munger) start(seq uint16, ts uint32, arrival int64) (uint16, uint32, bool) {
 	ext := extSeqStart + uint64(seq)
 	m.mu.Lock()
-	m.ranges[0] = seqRange{inStart: ext, outStart: ext}
+	m.ranges[0] = seqRange{inStart: ext, outStart: ext, layer: m.nextLayer}
 	m.head, m.count = 0, 1
 	m.highestOut.Store(ext)
 	m.mu.Unlock()
@@ -135,7 +148,7 @@ func (m *Munger) dropPadding(ext uint64) {
 		m.ranges[m.head].inStart++
 	} else {
 		m.ranges[m.head].inEnd = ext - 1
-		m.push(seqRange{inStart: ext + 1, outStart: ext - cur.offset(), tsOffset: cur.tsOffset})
+		m.push(seqRange{inStart: ext + 1, outStart: ext - cur.offset(), tsOffset: cur.tsOffset, layer: cur.layer})
 	}
 	m.highestIn = ext
 	m.highestOut.Store(ext - cur.offset() - 1)
@@ -161,7 +174,7 @@ func (m *Munger) resume(seq uint16, ts uint32, arrival int64, clockRate uint32) 
 		cur.inEnd = m.highestIn
 		m.push(seqRange{})
 	}
-	m.ranges[m.head] = seqRange{inStart: ext, outStart: outStart, tsOffset: ts - outTS}
+	m.ranges[m.head] = seqRange{inStart: ext, outStart: outStart, tsOffset: ts - outTS, layer: m.nextLayer}
 	m.highestIn = ext
 	m.highestOut.Store(outStart)
 	m.mu.Unlock()
@@ -196,33 +209,41 @@ func (m *Munger) late(ext uint64, ts uint32) (uint16, uint32, bool) {
 	return 0, 0, false
 }
 
+// Unmunged is where a forwarded packet came from: its input layer and
+// sequence number, and the timestamp offset it was sent with
+// (outTS = inTS - TSOffset).
+type Unmunged struct {
+	Layer    uint8
+	Seq      uint16
+	TSOffset uint32
+}
+
 // UnmungeSeq maps an output sequence number (from a subscriber's NACK) back
-// to the input one, and returns the timestamp offset to munge the
-// retransmitted packet with (outTS = inTS - tsOffset). It fails for numbers
-// not yet sent, sent before the remembered ranges, or never used (skipped
-// over by a resume). Safe to call concurrently with Munge.
-func (m *Munger) UnmungeSeq(outSeq uint16) (inSeq uint16, tsOffset uint32, ok bool) {
+// to the input packet. It fails for numbers not yet sent, sent before the
+// remembered ranges, or never used (skipped over by a resume or switch).
+// Safe to call concurrently with Munge.
+func (m *Munger) UnmungeSeq(outSeq uint16) (Unmunged, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.count == 0 {
-		return 0, 0, false
+		return Unmunged{}, false
 	}
 	hi := m.highestOut.Load()
 	ext := hi + uint64(int64(int16(outSeq-uint16(hi))))
 	if ext > hi {
-		return 0, 0, false
+		return Unmunged{}, false
 	}
 	for k, i := 0, m.head; k < m.count; k++ {
 		r := &m.ranges[i]
 		if ext >= r.outStart {
 			if i != m.head && ext > r.inEnd-r.offset() {
-				return 0, 0, false
+				return Unmunged{}, false
 			}
-			return uint16(ext + r.offset()), r.tsOffset, true
+			return Unmunged{Layer: r.layer, Seq: uint16(ext + r.offset()), TSOffset: r.tsOffset}, true
 		}
 		i = (i + mungerRanges - 1) % mungerRanges
 	}
-	return 0, 0, false
+	return Unmunged{}, false
 }
 
 // elapsedTicks converts a wall-clock duration in nanoseconds to RTP clock

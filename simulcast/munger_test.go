@@ -17,6 +17,7 @@ const (
 // ok is expected).
 type mungeStep struct {
 	pause   bool
+	layer   int // with pause: SwitchLayer(layer-1) instead of Pause when > 0
 	seq     uint16
 	ts      uint32
 	at      int64 // arrival, ms
@@ -29,10 +30,11 @@ type mungeStep struct {
 
 // unmungeCheck is one UnmungeSeq call made after all steps.
 type unmungeCheck struct {
-	out    uint16
-	wantIn uint16
-	wantTO uint32 // timestamp offset
-	wantOK bool
+	out       uint16
+	wantIn    uint16
+	wantTO    uint32 // timestamp offset
+	wantOK    bool
+	wantLayer uint8
 }
 
 // fwd is a packet expected to be forwarded unchanged.
@@ -59,6 +61,9 @@ func at(s mungeStep, arrivalMS int64, clock uint32) mungeStep {
 
 var pauseStep = mungeStep{pause: true}
 
+// switchTo is a SwitchLayer(layer) call.
+func switchTo(layer int) mungeStep { return mungeStep{pause: true, layer: layer + 1} }
+
 // u32 wraps v modulo 2^32, like RTP timestamp arithmetic.
 func u32(v int64) uint32 { return uint32(v) }
 
@@ -71,12 +76,12 @@ var mungerTests = []struct {
 	{
 		name:    "pass-through",
 		steps:   []mungeStep{fwd(100, 1000), fwd(101, 4000), fwd(102, 7000)},
-		unmunge: []unmungeCheck{{100, 100, 0, true}, {102, 102, 0, true}, {103, 0, 0, false}, {99, 0, 0, false}},
+		unmunge: []unmungeCheck{{100, 100, 0, true, 0}, {102, 102, 0, true, 0}, {103, 0, 0, false, 0}, {99, 0, 0, false, 0}},
 	},
 	{
 		name:    "loss gap preserved",
 		steps:   []mungeStep{fwd(100, 1000), fwd(101, 1000), fwd(104, 4000), fwd(102, 1000)},
-		unmunge: []unmungeCheck{{103, 103, 0, true}},
+		unmunge: []unmungeCheck{{103, 103, 0, true, 0}},
 	},
 	{
 		name:  "reordering",
@@ -85,14 +90,14 @@ var mungerTests = []struct {
 	{
 		name:    "seq wrap",
 		steps:   []mungeStep{fwd(65534, 1), fwd(65535, 2), fwd(1, 4), fwd(0, 3), fwd(2, 5)},
-		unmunge: []unmungeCheck{{65534, 65534, 0, true}, {0, 0, 0, true}, {2, 2, 0, true}, {3, 0, 0, false}},
+		unmunge: []unmungeCheck{{65534, 65534, 0, true, 0}, {0, 0, 0, true, 0}, {2, 2, 0, true, 0}, {3, 0, 0, false, 0}},
 	},
 	{
 		name: "padding drop across seq wrap",
 		steps: []mungeStep{
 			fwd(65534, 10), pad(65535, 10), to(0, 20, 65535, 20), to(1, 30, 0, 30),
 		},
-		unmunge: []unmungeCheck{{65534, 65534, 0, true}, {65535, 0, 0, true}, {0, 1, 0, true}},
+		unmunge: []unmungeCheck{{65534, 65534, 0, true, 0}, {65535, 0, 0, true, 0}, {0, 1, 0, true, 0}},
 	},
 	{
 		name: "ts wrap",
@@ -107,7 +112,7 @@ var mungerTests = []struct {
 			drop(12, 100), // the dropped padding's seq belongs to no range
 		},
 		unmunge: []unmungeCheck{
-			{10, 10, 0, true}, {11, 11, 0, true}, {12, 13, 0, true}, {13, 14, 0, true}, {14, 0, 0, false},
+			{10, 10, 0, true, 0}, {11, 11, 0, true, 0}, {12, 13, 0, true, 0}, {13, 14, 0, true, 0}, {14, 0, 0, false, 0},
 		},
 	},
 	{
@@ -116,14 +121,14 @@ var mungerTests = []struct {
 			fwd(10, 100), pad(11, 100), pad(12, 100), pad(13, 100), to(14, 200, 11, 200),
 			pad(15, 200), pad(16, 200), to(17, 300, 12, 300),
 		},
-		unmunge: []unmungeCheck{{10, 10, 0, true}, {11, 14, 0, true}, {12, 17, 0, true}},
+		unmunge: []unmungeCheck{{10, 10, 0, true, 0}, {11, 14, 0, true, 0}, {12, 17, 0, true, 0}},
 	},
 	{
 		name: "padding after loss keeps the loss gap, late packet fills it",
 		steps: []mungeStep{
 			fwd(10, 100), pad(12, 100), to(13, 200, 12, 200), fwd(11, 100), to(14, 300, 13, 300),
 		},
-		unmunge: []unmungeCheck{{11, 11, 0, true}, {12, 13, 0, true}},
+		unmunge: []unmungeCheck{{11, 11, 0, true, 0}, {12, 13, 0, true, 0}},
 	},
 	{
 		name: "late packet from before a padding drop",
@@ -137,17 +142,17 @@ var mungerTests = []struct {
 		steps: []mungeStep{
 			fwd(10, 100), fwd(12, 200), pad(11, 100), fwd(13, 300),
 		},
-		unmunge: []unmungeCheck{{11, 11, 0, true}},
+		unmunge: []unmungeCheck{{11, 11, 0, true, 0}},
 	},
 	{
 		name:    "first packets padding",
 		steps:   []mungeStep{pad(5, 1), pad(6, 1), fwd(7, 1), fwd(8, 2)},
-		unmunge: []unmungeCheck{{6, 0, 0, false}, {7, 7, 0, true}},
+		unmunge: []unmungeCheck{{6, 0, 0, false, 0}, {7, 7, 0, true, 0}},
 	},
 	{
 		name:    "pause before first packet is ignored",
 		steps:   []mungeStep{pauseStep, fwd(7, 1), fwd(8, 2)},
-		unmunge: []unmungeCheck{{7, 7, 0, true}},
+		unmunge: []unmungeCheck{{7, 7, 0, true, 0}},
 	},
 	{
 		name: "pause/resume continues seq and ts by elapsed time",
@@ -160,8 +165,8 @@ var mungerTests = []struct {
 			fwd(11, 3970),     // late duplicate from before the pause
 		},
 		unmunge: []unmungeCheck{
-			{10, 10, 0, true}, {11, 11, 0, true},
-			{12, 500, 777777 - 93970, true}, {13, 501, 777777 - 93970, true}, {14, 0, 0, false},
+			{10, 10, 0, true, 0}, {11, 11, 0, true, 0},
+			{12, 500, 777777 - 93970, true, 0}, {13, 501, 777777 - 93970, true, 0}, {14, 0, 0, false, 0},
 		},
 	},
 	{
@@ -171,7 +176,7 @@ var mungerTests = []struct {
 			at(to(300, 5, 0, u32(4294967000+960)), 20, audioClock),
 			at(to(301, 965, 1, u32(4294967000+1920)), 40, audioClock),
 		},
-		unmunge: []unmungeCheck{{65535, 65535, 0, true}, {0, 300, u32(5 - (4294967000 + 960)), true}},
+		unmunge: []unmungeCheck{{65535, 65535, 0, true, 0}, {0, 300, u32(5 - (4294967000 + 960)), true, 0}},
 	},
 	{
 		name: "resume with no elapsed time advances ts by one tick",
@@ -180,7 +185,7 @@ var mungerTests = []struct {
 			at(to(20, 9000, 11, 1001), 50, videoClock), pauseStep,
 			at(to(10, 5, 12, 1002), 40, videoClock),
 		},
-		unmunge: []unmungeCheck{{10, 10, 0, true}, {11, 20, 9000 - 1001, true}, {12, 10, u32(5 - 1002), true}},
+		unmunge: []unmungeCheck{{10, 10, 0, true, 0}, {11, 20, 9000 - 1001, true, 0}, {12, 10, u32(5 - 1002), true, 0}},
 	},
 	{
 		name: "resume right after padding reuses the empty range",
@@ -188,26 +193,118 @@ var mungerTests = []struct {
 			at(fwd(10, 1000), 0, videoClock), at(pad(11, 1000), 10, videoClock), pauseStep,
 			at(to(50, 1000, 11, 1000+900), 10, videoClock),
 		},
-		unmunge: []unmungeCheck{{10, 10, 0, true}, {11, 50, u32(1000 - 1900), true}},
+		unmunge: []unmungeCheck{{10, 10, 0, true, 0}, {11, 50, u32(1000 - 1900), true, 0}},
 	},
 	{
-		name: "only the last ranges are remembered",
+		// Layer 0 (seq 100.., ts 1000..) then layer 2 (seq 5000.., ts
+		// 777000..) 100 ms later: output continues at the next number, the
+		// timestamp advanced by the 100 ms elapsed.
+		name: "switch up to another layer",
 		steps: []mungeStep{
-			fwd(10, 1), pad(11, 1), to(12, 1, 11, 1), pad(13, 1), to(14, 1, 12, 1),
-			pad(15, 1), to(16, 1, 13, 1), pad(17, 1), to(18, 1, 14, 1),
-			pad(19, 1), to(20, 1, 15, 1), pad(21, 1), to(22, 1, 16, 1),
-			pad(23, 1), to(24, 1, 17, 1), pad(25, 1), to(26, 1, 18, 1),
-			drop(10, 1), to(12, 1, 11, 1),
+			at(fwd(100, 1000), 0, videoClock), at(fwd(101, 4000), 33, videoClock),
+			switchTo(2),
+			at(to(5000, 777000, 102, 4000+9000), 133, videoClock),
+			at(to(5001, 780000, 103, 4000+9000+3000), 166, videoClock),
 		},
-		unmunge: []unmungeCheck{{10, 0, 0, false}, {11, 12, 0, true}, {18, 26, 0, true}},
+		unmunge: []unmungeCheck{
+			{out: 101, wantIn: 101, wantOK: true},
+			{out: 102, wantIn: 5000, wantTO: 777000 - 13000, wantOK: true, wantLayer: 2},
+			{out: 104, wantOK: false},
+		},
+	},
+	{
+		name: "switch down, then back up",
+		steps: []mungeStep{
+			switchTo(2),
+			at(fwd(500, 90000), 0, videoClock),
+			switchTo(0),
+			at(to(7, 50, 501, 90000+900), 10, videoClock),
+			at(to(8, 3050, 502, 90000+900+3000), 43, videoClock),
+			switchTo(1),
+			at(to(65000, 1, 503, 90000+900+3000+1800), 63, videoClock),
+		},
+		unmunge: []unmungeCheck{
+			{out: 500, wantIn: 500, wantOK: true, wantLayer: 2},
+			{out: 502, wantIn: 8, wantTO: u32(50 - 90900), wantOK: true},
+			{out: 503, wantIn: 65000, wantTO: u32(1 - 95700), wantOK: true, wantLayer: 1},
+		},
+	},
+	{
+		// A loss just before the switch stays a gap that maps to the old
+		// layer; a late packet of the old layer after the switch is not
+		// sent (the caller filters other layers) and a loss after the
+		// switch maps to the new layer.
+		name: "loss and reordering around a switch",
+		steps: []mungeStep{
+			at(fwd(10, 100), 0, videoClock), at(fwd(12, 100), 1, videoClock),
+			switchTo(1),
+			at(to(300, 9000, 13, 100+810), 10, videoClock),
+			at(to(302, 9000, 15, 910), 11, videoClock),
+			at(to(301, 9000, 14, 910), 12, videoClock),
+		},
+		unmunge: []unmungeCheck{
+			{out: 11, wantIn: 11, wantOK: true},
+			{out: 14, wantIn: 301, wantTO: 8090, wantOK: true, wantLayer: 1},
+			{out: 15, wantIn: 302, wantTO: 8090, wantOK: true, wantLayer: 1},
+		},
+	},
+	{
+		name: "sequence and timestamp wrap across a switch",
+		steps: []mungeStep{
+			at(fwd(65534, 4294967000), 0, videoClock), at(fwd(65535, 4294967000), 1, videoClock),
+			at(fwd(0, 1704), 34, videoClock),
+			switchTo(1),
+			at(to(65535, 4294960000, 1, 1704+900), 44, videoClock),
+			at(to(0, 4294963000, 2, 1704+900+3000), 77, videoClock),
+		},
+		unmunge: []unmungeCheck{
+			{out: 65535, wantIn: 65535, wantOK: true},
+			{out: 1, wantIn: 65535, wantTO: u32(4294960000 - 2604), wantOK: true, wantLayer: 1},
+			{out: 2, wantIn: 0, wantTO: u32(4294960000 - 2604), wantOK: true, wantLayer: 1},
+		},
+	},
+	{
+		// Padding and dropped packets (an upper temporal layer) of the new
+		// layer leave no gap.
+		name: "drops after a switch leave no gap",
+		steps: []mungeStep{
+			at(fwd(1, 0), 0, videoClock),
+			switchTo(2),
+			at(to(900, 50000, 2, 90), 1, videoClock),
+			pad(901, 50000), pad(902, 50000),
+			at(to(903, 53000, 3, 3090), 34, videoClock),
+		},
+		unmunge: []unmungeCheck{{out: 3, wantIn: 903, wantTO: 49910, wantOK: true, wantLayer: 2}},
 	},
 }
 
+// rememberedRanges fills every remembered range with a padding drop: the
+// oldest range is then forgotten, the others still map.
+func rememberedRanges() (steps []mungeStep, unmunge []unmungeCheck) {
+	steps = append(steps, fwd(10, 1))
+	for i := 0; i < mungerRanges; i++ {
+		steps = append(steps, pad(uint16(11+2*i), 1), to(uint16(12+2*i), 1, uint16(11+i), 1))
+	}
+	steps = append(steps, drop(10, 1), to(12, 1, 11, 1))
+	unmunge = []unmungeCheck{{10, 0, 0, false, 0}, {11, 12, 0, true, 0}, {10 + mungerRanges, 10 + 2*mungerRanges, 0, true, 0}}
+	return steps, unmunge
+}
+
 func TestMunger(t *testing.T) {
-	for _, tt := range mungerTests {
+	steps, unmunge := rememberedRanges()
+	cases := append(mungerTests, struct {
+		name    string
+		steps   []mungeStep
+		unmunge []unmungeCheck
+	}{"only the last ranges are remembered", steps, unmunge})
+	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			m := NewMunger()
 			for i, s := range tt.steps {
+				if s.pause && s.layer > 0 {
+					m.SwitchLayer(uint8(s.layer - 1))
+					continue
+				}
 				if s.pause {
 					m.Pause()
 					continue
@@ -219,10 +316,10 @@ func TestMunger(t *testing.T) {
 				}
 			}
 			for _, u := range tt.unmunge {
-				in, to, ok := m.UnmungeSeq(u.out)
-				if ok != u.wantOK || (ok && (in != u.wantIn || to != u.wantTO)) {
-					t.Errorf("UnmungeSeq(%d) = (%d, %d, %v), want (%d, %d, %v)",
-						u.out, in, to, ok, u.wantIn, u.wantTO, u.wantOK)
+				got, ok := m.UnmungeSeq(u.out)
+				if ok != u.wantOK || (ok && (got.Seq != u.wantIn || got.TSOffset != u.wantTO || got.Layer != u.wantLayer)) {
+					t.Errorf("UnmungeSeq(%d) = (%+v, %v), want (layer %d, %d, %d, %v)",
+						u.out, got, ok, u.wantLayer, u.wantIn, u.wantTO, u.wantOK)
 				}
 			}
 		})
@@ -264,9 +361,9 @@ func TestMungerConcurrentUnmunge(t *testing.T) {
 				// Compare only when the writer did not reuse this output
 				// number (after a full lap) while UnmungeSeq ran.
 				before := sent[out].Load()
-				in, _, ok := m.UnmungeSeq(out)
-				if want := sent[out].Load(); ok && want != 0 && want == before && uint16(want-1) != in {
-					t.Errorf("UnmungeSeq(%d) = %d, munged from %d", out, in, want-1)
+				got, ok := m.UnmungeSeq(out)
+				if want := sent[out].Load(); ok && want != 0 && want == before && uint16(want-1) != got.Seq {
+					t.Errorf("UnmungeSeq(%d) = %d, munged from %d", out, got.Seq, want-1)
 					return
 				}
 			}
@@ -310,7 +407,7 @@ func BenchmarkMungerUnmungeSeq(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, _, ok := m.UnmungeSeq(uint16(980 - i%100)); !ok {
+		if _, ok := m.UnmungeSeq(uint16(980 - i%100)); !ok {
 			b.Fatal("unmapped")
 		}
 	}

@@ -1,0 +1,190 @@
+package sfu
+
+import (
+	"sync"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/fanout-sfu/fanout/simulcast"
+)
+
+// dynacastDownDelay is how long a layer nobody wants keeps being encoded
+// before the publisher is told to stop it: a subscriber flipping between
+// qualities must not make the publisher's encoder churn. Turning a layer
+// back on is immediate.
+var dynacastDownDelay = 3 * time.Second
+
+// publishedTrack is one track a participant publishes.
+type publishedTrack struct {
+	info *livekit.TrackInfo // guarded by publisher.mu
+	up   *UpTrack
+	// dyn is nil for tracks without simulcast layers.
+	dyn *dynacast
+}
+
+func newPublishedTrack(info *livekit.TrackInfo, up *UpTrack, send func(*livekit.TrackInfo, int8)) *publishedTrack {
+	t := &publishedTrack{info: info, up: up}
+	if up.Kind() == webrtc.RTPCodecTypeVideo && info.Simulcast {
+		t.dyn = newDynacast(func(top int8) { send(info, top) })
+	}
+	return t
+}
+
+// wantLayer records the highest spatial layer a sink (a subscriber, later
+// a relay or an egress) wants of the track; -1 wants none.
+func (t *publishedTrack) wantLayer(sink string, layer int8) {
+	if t.dyn != nil {
+		t.dyn.set(sink, layer)
+	}
+}
+
+// dropWant forgets a sink's wish.
+func (t *publishedTrack) dropWant(sink string) {
+	if t.dyn != nil {
+		t.dyn.remove(sink)
+	}
+}
+
+// dynacast keeps track of the highest simulcast layer any sink of one track
+// wants and tells the publisher which layers to encode, so that layers
+// nobody watches cost neither the publisher's uplink nor its CPU.
+type dynacast struct {
+	mu     sync.Mutex
+	wants  map[string]int8
+	sent   int8 // highest layer enabled by the last update (all at first)
+	timer  *time.Timer
+	send   func(top int8)
+	closed bool
+}
+
+func newDynacast(send func(top int8)) *dynacast {
+	d := &dynacast{wants: map[string]int8{}, sent: simulcast.MaxSpatial - 1, send: send}
+	d.mu.Lock()
+	d.evaluateLocked() // no sink yet: layers go off unless one comes soon
+	d.mu.Unlock()
+	return d
+}
+
+func (d *dynacast) set(sink string, layer int8) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.wants[sink] = layer
+	d.evaluateLocked()
+}
+
+func (d *dynacast) remove(sink string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.wants, sink)
+	d.evaluateLocked()
+}
+
+// close stops pending updates (the track ended).
+func (d *dynacast) close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
+	if d.timer != nil {
+		d.timer.Stop()
+		d.timer = nil
+	}
+}
+
+func (d *dynacast) topLocked() int8 {
+	top := int8(-1)
+	for _, l := range d.wants {
+		top = max(top, min(l, simulcast.MaxSpatial-1))
+	}
+	return top
+}
+
+// evaluateLocked enables a wanted layer at once and schedules turning off
+// unwanted ones.
+func (d *dynacast) evaluateLocked() {
+	if d.closed {
+		return
+	}
+	top := d.topLocked()
+	switch {
+	case top > d.sent:
+		d.stopTimerLocked()
+		d.sent = top
+		d.send(top)
+	case top < d.sent:
+		if d.timer == nil {
+			d.timer = time.AfterFunc(dynacastDownDelay, d.settle)
+		}
+	default:
+		d.stopTimerLocked()
+	}
+}
+
+func (d *dynacast) stopTimerLocked() {
+	if d.timer != nil {
+		d.timer.Stop()
+		d.timer = nil
+	}
+}
+
+// settle sends the lowered layer set once the delay passed.
+func (d *dynacast) settle() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.timer = nil
+	if d.closed {
+		return
+	}
+	if top := d.topLocked(); top != d.sent {
+		d.sent = top
+		d.send(top)
+	}
+}
+
+// qualityUpdate tells a publisher which qualities of a track to encode:
+// every layer up to top.
+func qualityUpdate(trackSid string, top int8) *livekit.SignalResponse {
+	qualities := make([]*livekit.SubscribedQuality, 0, simulcast.MaxSpatial)
+	for l := int8(0); l < simulcast.MaxSpatial; l++ {
+		qualities = append(qualities, &livekit.SubscribedQuality{Quality: livekit.VideoQuality(l), Enabled: l <= top})
+	}
+	return &livekit.SignalResponse{Message: &livekit.SignalResponse_SubscribedQualityUpdate{
+		SubscribedQualityUpdate: &livekit.SubscribedQualityUpdate{TrackSid: trackSid, SubscribedQualities: qualities},
+	}}
+}
+
+// sendQualities tells the publisher which layers of a track to encode.
+func (pub *publisher) sendQualities(info *livekit.TrackInfo, top int8) {
+	pub.mu.Lock()
+	sid := info.Sid
+	pub.mu.Unlock()
+	pub.p.log.Debug("dynacast", "track", sid, "top_layer", top)
+	pub.p.send(qualityUpdate(sid, top))
+}
+
+// maxLayerFor maps a subscriber's trackSetting to the highest layer it
+// wants: its viewport size when it gives one (adaptive stream), else its
+// quality.
+func maxLayerFor(layers []*livekit.VideoLayer, quality livekit.VideoQuality, width, height uint32) int8 {
+	if width > 0 && height > 0 {
+		dims := make([]simulcast.Dims, simulcast.MaxSpatial)
+		for _, l := range layers {
+			if q := int(l.Quality); q >= 0 && q < simulcast.MaxSpatial {
+				dims[q] = simulcast.Dims{Width: l.Width, Height: l.Height}
+			}
+		}
+		if l := simulcast.LayerForSize(dims, width, height); l >= 0 {
+			return l
+		}
+		return simulcast.MaxSpatial - 1
+	}
+	if quality == livekit.VideoQuality_OFF {
+		return -1
+	}
+	return int8(min(int(quality), simulcast.MaxSpatial-1))
+}
+
+// layers are the simulcast layers the publisher announced; they never
+// change after addTrack, so reading them needs no lock.
+func (t *publishedTrack) layers() []*livekit.VideoLayer { return t.info.Layers }
