@@ -95,18 +95,18 @@ type DownTrack struct {
 	active   atomic.Bool  // stream state last reported
 	switches atomic.Uint64
 
+	// scratch[l] is used only by the reader goroutine of layer l.
+	scratch []writeScratch
+
 	mu       sync.Mutex // guards selector, munger (Munge side), vp8 and vp8Sent
-	selector *simulcast.Selector
-	munger   *simulcast.Munger
-	vp8      simulcast.VP8Munger
+	selector simulcast.Selector
+	munger   simulcast.Munger
 	// vp8Sent remembers the descriptor each VP8 packet went out with, by
 	// output sequence number, so that a retransmission carries the same
 	// picture ids even after the munger moved on (a switch). nil for
 	// other codecs.
 	vp8Sent *[vp8History]sentVP8
-
-	// scratch[l] is used only by the reader goroutine of layer l.
-	scratch []writeScratch
+	vp8     simulcast.VP8Munger // last of the packet path's state: it is large
 
 	// Retransmission state, used from the RTCP goroutine.
 	rtxMu  sync.Mutex
@@ -127,8 +127,7 @@ func NewDownTrack(p DownTrackParams) *DownTrack {
 		kind:      p.Track.Kind(),
 		codec:     simulcast.CodecFromMime(c.MimeType),
 		clockRate: c.ClockRate,
-		selector:  simulcast.NewSelector(),
-		munger:    simulcast.NewMunger(),
+		selector:  *simulcast.NewSelector(),
 	}
 	layers := 1
 	if d.kind == webrtc.RTPCodecTypeVideo {
@@ -336,8 +335,13 @@ func (d *DownTrack) translate(b *binding, p *Packet, sc *writeScratch) (payload 
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	dec := d.selector.Select(info, d.effectiveTarget(), d.p.Track.AvailableLayers())
-	d.current.Store(int32(d.selector.Current()))
-	d.want.Store(int32(d.selector.Wanted()))
+	// Stored only on change: an atomic store is a full barrier on amd64.
+	if cur := int32(d.selector.Current()); d.current.Load() != cur {
+		d.current.Store(cur)
+	}
+	if want := int32(d.selector.Wanted()); d.want.Load() != want {
+		d.want.Store(want)
+	}
 	keyFor = dec.KeyframeFor
 	switch dec.Action {
 	case simulcast.Drop:

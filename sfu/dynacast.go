@@ -1,11 +1,13 @@
 package sfu
 
 import (
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/livekit/protocol/livekit"
 	"github.com/pion/webrtc/v4"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fanout-sfu/fanout/simulcast"
 )
@@ -26,7 +28,7 @@ type publishedTrack struct {
 
 func newPublishedTrack(info *livekit.TrackInfo, up *UpTrack, send func(*livekit.TrackInfo, int8)) *publishedTrack {
 	t := &publishedTrack{info: info, up: up}
-	if up.Kind() == webrtc.RTPCodecTypeVideo && info.Simulcast {
+	if up.Kind() == webrtc.RTPCodecTypeVideo {
 		t.dyn = newDynacast(func(top int8) { send(info, top) })
 	}
 	return t
@@ -154,11 +156,16 @@ func qualityUpdate(trackSid string, top int8) *livekit.SignalResponse {
 	}}
 }
 
-// sendQualities tells the publisher which layers of a track to encode.
+// sendQualities tells the publisher which layers of a simulcast track to
+// encode. A track without simulcast is left alone: turning off its only
+// layer would only delay the first picture of the next subscriber.
 func (pub *publisher) sendQualities(info *livekit.TrackInfo, top int8) {
 	pub.mu.Lock()
-	sid := info.Sid
+	sid, simulcast := info.Sid, info.Simulcast
 	pub.mu.Unlock()
+	if !simulcast {
+		return
+	}
 	pub.p.log.Debug("dynacast", "track", sid, "top_layer", top)
 	pub.p.send(qualityUpdate(sid, top))
 }
@@ -185,6 +192,34 @@ func maxLayerFor(layers []*livekit.VideoLayer, quality livekit.VideoQuality, wid
 	return int8(min(int(quality), simulcast.MaxSpatial-1))
 }
 
-// layers are the simulcast layers the publisher announced; they never
-// change after addTrack, so reading them needs no lock.
-func (t *publishedTrack) layers() []*livekit.VideoLayer { return t.info.Layers }
+// layers copies the track's simulcast layers.
+func (pub *publisher) layers(t *publishedTrack) []*livekit.VideoLayer {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	out := make([]*livekit.VideoLayer, 0, len(t.info.Layers))
+	for _, l := range t.info.Layers {
+		out = append(out, proto.Clone(l).(*livekit.VideoLayer))
+	}
+	return out
+}
+
+// noteLayer records a received layer in the track's info: its SSRC, and the
+// layer itself (without dimensions) when addTrack did not announce it, so
+// that subscribers see every simulcast layer in TrackInfo.layers.
+func (pub *publisher) noteLayer(t *publishedTrack, layer int8, ssrc uint32, simulcastLayer bool) {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	q := livekit.VideoQuality(layer)
+	for _, l := range t.info.Layers {
+		if l.Quality == q {
+			l.Ssrc = ssrc
+			return
+		}
+	}
+	if !simulcastLayer {
+		return
+	}
+	t.info.Layers = append(t.info.Layers, &livekit.VideoLayer{Quality: q, Ssrc: ssrc})
+	slices.SortFunc(t.info.Layers, func(a, b *livekit.VideoLayer) int { return int(a.Quality) - int(b.Quality) })
+	t.info.Simulcast = len(t.info.Layers) > 1
+}

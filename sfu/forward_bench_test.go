@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fanout-sfu/fanout/simulcast"
 	"github.com/livekit/protocol/livekit"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
@@ -452,6 +453,57 @@ func (p *mediaSource) send(steps string) {
 		p.sent = append(p.sent, pubSent{pubPacket: pk, arrival: p.clock.now(), lost: steps[i] == 'x'})
 		if steps[i] != 'x' {
 			p.forward(pk.marshal(96))
+		}
+	}
+}
+
+// BenchmarkForwardSimulcast measures the hot path of a three-layer VP8
+// track: each op forwards one packet on each layer to sinks spread evenly
+// over LOW, MEDIUM and HIGH, so every sink selects, munges (including the
+// VP8 descriptor, rewritten after the switches that brought it to its
+// layer) and writes one of the three, and skips the other two.
+func BenchmarkForwardSimulcast(b *testing.B) {
+	for _, sinks := range []int{3, 30, 99} {
+		b.Run(fmt.Sprintf("sinks=%d", sinks), func(b *testing.B) { benchmarkForwardSimulcast(b, sinks) })
+	}
+}
+
+func benchmarkForwardSimulcast(b *testing.B, sinks int) {
+	up, clock, _ := newFixtureUpTrack(fixtureVP8, 0)
+	for l := int8(1); l < simulcast.MaxSpatial; l++ {
+		up.layers[l].Store(up.newLayer(l, nil, fixturePubSSRC+uint32(l)))
+	}
+	writers := make([]*nopWriter, sinks)
+	for i := range writers {
+		writers[i] = &nopWriter{}
+		ctx := subscriberContext(fixtureVP8, 100, 0x1000+uint32(i), 5, writers[i])
+		d := newBoundDownTrack(b, up, fmt.Sprintf("PA_sub%d", i), ctx)
+		d.SetMaxLayer(simulcast.Layer{Spatial: int8(i % simulcast.MaxSpatial), Temporal: simulcast.AllTemporal})
+	}
+	layers := [simulcast.MaxSpatial]*forwarder{}
+	raws := [simulcast.MaxSpatial][]byte{}
+	seq, ts := uint16(4000), uint32(123456)
+	for l := range layers {
+		layers[l] = &forwarder{up: up, layer: int8(l)}
+		key := pubPacket{seq: seq, ts: ts, marker: true, payload: mediaPayload(webrtc.MimeTypeVP8, true, fixtureVideoBytes, byte(l)), level: -1}.marshal(96)
+		layers[l].forward(key)
+		raws[l] = pubPacket{seq: seq, ts: ts, marker: true, payload: mediaPayload(webrtc.MimeTypeVP8, false, fixtureVideoBytes, byte(l+10)), level: -1}.marshal(96)
+	}
+	b.SetBytes(int64(3 * len(raws[0])))
+	b.ReportAllocs()
+	for b.Loop() {
+		seq++
+		ts += 3000
+		clock.advance(20 * time.Millisecond)
+		for l, f := range layers {
+			binary.BigEndian.PutUint16(raws[l][2:4], seq)
+			binary.BigEndian.PutUint32(raws[l][4:8], ts)
+			f.forward(raws[l])
+		}
+	}
+	for i, w := range writers {
+		if want := b.N + 1; w.packets < b.N {
+			b.Fatalf("sink %d wrote %d packets, want %d", i, w.packets, want)
 		}
 	}
 }

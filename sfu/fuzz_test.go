@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"testing"
 
+	"github.com/fanout-sfu/fanout/simulcast"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
@@ -117,9 +118,23 @@ func FuzzUpTrackForward(f *testing.F) {
 			}
 			subs[i].d = newBoundDownTrack(t, up, string(rune('A'+i)), subscriberContext(codec, webrtc.PayloadType(subs[i].pt), subs[i].ssrc, level, subs[i].w))
 		}
-		fw := &forwarder{up: up}
+		// Video arrives on three simulcast layers (each frame's first byte
+		// picks one); the second subscriber wants the lowest.
+		layers := 1
+		if codec.MimeType != webrtc.MimeTypeOpus {
+			layers = simulcast.MaxSpatial
+			for l := int8(1); l < simulcast.MaxSpatial; l++ {
+				up.layers[l].Store(up.newLayer(l, nil, fixturePubSSRC+uint32(l)))
+			}
+			subs[1].d.SetMaxLayer(simulcast.Layer{Spatial: 0, Temporal: simulcast.AllTemporal})
+		}
 		for i, raw := range splitFuzzFrames(data[1:]) {
 			clock.advance(20e6)
+			layer := 0
+			if len(raw) > 0 {
+				layer = int(raw[len(raw)-1]) % layers
+			}
+			fw := &forwarder{up: up, layer: int8(layer)}
 			fw.forward(raw)
 			if opts&fuzzOptPause != 0 && i < 2 {
 				subs[1].d.SetPaused(i == 0)

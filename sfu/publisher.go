@@ -38,6 +38,7 @@ type publisher struct {
 type layeredTrack struct {
 	ready chan struct{} // closed once up is set (nil: no track)
 	up    *UpTrack
+	track *publishedTrack
 }
 
 type pendingTrack struct {
@@ -160,6 +161,9 @@ func (pub *publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPRe
 	up := pub.publishRemote(remote, receiver, mid, layer)
 	if lt != nil {
 		lt.up = up
+		if up != nil {
+			lt.track = pub.track(up.ID())
+		}
 		close(lt.ready)
 		if up == nil {
 			pub.releaseLayered(mid)
@@ -182,6 +186,9 @@ func (pub *publisher) addLayer(lt *layeredTrack, remote *webrtc.TrackRemote, lay
 		pub.p.log.Warn("simulcast layer not forwarded", "rid", remote.RID(), "err", err)
 		go drain(remote)
 		return
+	}
+	if lt.track != nil {
+		pub.noteLayer(lt.track, layer, uint32(remote.SSRC()), true)
 	}
 	pub.p.log.Debug("simulcast layer added", "track", lt.up.ID(), "rid", remote.RID(), "layer", layer)
 }
@@ -212,6 +219,9 @@ func (pub *publisher) publishRemote(remote *webrtc.TrackRemote, receiver *webrtc
 		Logger:       p.log,
 	})
 	track := newPublishedTrack(pt.info, up, pub.sendQualities)
+	if remote.Kind() == webrtc.RTPCodecTypeVideo {
+		pub.noteLayer(track, layer, uint32(remote.SSRC()), remote.RID() != "")
+	}
 	pub.mu.Lock()
 	pub.tracks[up.ID()] = track
 	pub.order = append(pub.order, up.ID())

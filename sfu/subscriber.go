@@ -263,21 +263,21 @@ func (s *subscriber) setMuted(id livekit.TrackID, muted bool) {
 func (p *Participant) UpdateTrackSettings(req *livekit.UpdateTrackSettings) {
 	for _, sid := range req.TrackSids {
 		id := livekit.TrackID(sid)
-		_, t := p.room.findTrack(id)
+		owner, t := p.room.findTrack(id)
 		if t == nil {
 			continue // unknown ids are not recorded
 		}
-		p.updateTrackSetting(t, id, req)
+		p.updateTrackSetting(owner, t, id, req)
 	}
 }
 
-func (p *Participant) updateTrackSetting(t *publishedTrack, id livekit.TrackID, req *livekit.UpdateTrackSettings) {
+func (p *Participant) updateTrackSetting(owner *Participant, t *publishedTrack, id livekit.TrackID, req *livekit.UpdateTrackSettings) {
 	s := p.sub
 	layer := int8(-1)
 	if !req.Disabled && t.up.Kind() == webrtc.RTPCodecTypeVideo {
 		// A disable leaves the quality as it was; an enable says it again.
 		t.up.p.Logger.Debug("track setting", "track", id, "subscriber", p.id, "quality", req.Quality.String(), "width", req.Width, "height", req.Height)
-		layer = maxLayerFor(t.layers(), req.Quality, req.Width, req.Height)
+		layer = maxLayerFor(owner.pub.layers(t), req.Quality, req.Width, req.Height)
 	}
 	s.mu.Lock()
 	s.disabled[id] = req.Disabled

@@ -77,7 +77,9 @@ func TestSimulcastSwitchLayers(t *testing.T) {
 			if s.BadKeys > 0 {
 				t.Errorf("%d keyframes without a readable size", s.BadKeys)
 			}
-			dt := n.rooms.Room(livekit.RoomName(room)).Participant("bob").DownTrack(livekit.TrackID(info.Sid))
+			r := n.rooms.Room(livekit.RoomName(room))
+			checkLayersInfo(t, r.Participant("alice").Info().Tracks, pub)
+			dt := r.Participant("bob").DownTrack(livekit.TrackID(info.Sid))
 			t.Logf("bob: %d packets, %d frames, %d switches, keyframes %v", len(s.Seqs), s.Frames, dt.Switches(), s.Keyframes)
 			for _, l := range simFileLayers {
 				t.Logf("layer %s: %+v", l.rid, pub.Stats(l.rid))
@@ -186,4 +188,19 @@ func waitStreamState(ctx context.Context, c *client.Client, mark int, sid string
 		return false
 	})
 	return err
+}
+
+// checkLayersInfo checks that the published track's info lists the three
+// layers with their sizes and the SSRCs they arrive on.
+func checkLayersInfo(t *testing.T, tracks []*livekit.TrackInfo, pub *simPublisher) {
+	t.Helper()
+	if len(tracks) != 1 || !tracks[0].Simulcast || len(tracks[0].Layers) != len(simFileLayers) {
+		t.Fatalf("track infos %v, want one simulcast track with %d layers", tracks, len(simFileLayers))
+	}
+	for i, l := range tracks[0].Layers {
+		want := simFileLayers[i]
+		if l.Quality != want.quality || l.Width != uint32(want.w) || l.Height != uint32(want.h) || l.Ssrc != pub.SSRC(want.rid) {
+			t.Errorf("layer %d: %v, want %s %dx%d ssrc %d", i, l, want.quality, want.w, want.h, pub.SSRC(want.rid))
+		}
+	}
 }

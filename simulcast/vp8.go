@@ -259,9 +259,9 @@ type VP8Munger struct {
 	picMask uint16 // width of the current stream's input PictureIDs
 	highest uint64 // extended input PictureID of the newest frame
 	shift   uint64 // output PictureID = (extended input + shift) mod 2^15
-	frames  [vp8Window]vp8Frame
 	tl0     vp8Index
 	keyIdx  vp8Index
+	frames  [vp8Window]vp8Frame // last: the fields above share a cache line
 }
 
 // Switch tells the munger that the next frame given to Munge comes from
