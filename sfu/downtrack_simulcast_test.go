@@ -1,0 +1,174 @@
+package sfu
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+
+	"github.com/fanout-sfu/fanout/simulcast"
+)
+
+// vp8Frame describes one VP8 packet (a whole frame) of a test stream.
+type vp8Frame struct {
+	key  bool
+	pid  uint16 // 15-bit picture id
+	tl0  uint8
+	tid  uint8
+	sync bool // Y bit
+}
+
+// vp8Payload builds a VP8 payload with a full descriptor (picture id,
+// TL0PICIDX, TID/Y) and a body tagged with tag.
+func vp8Payload(f vp8Frame, tag byte) []byte {
+	p := bytes.Repeat([]byte{tag}, 60)
+	p[0], p[1] = 0x90, 0xe0 // X, S; I, L, T
+	p[2], p[3] = 0x80|byte(f.pid>>8)&0x7f, byte(f.pid)
+	p[4] = f.tl0
+	p[5] = f.tid << 6
+	if f.sync {
+		p[5] |= 0x20
+	}
+	p[6] = 0x01 // inter frame
+	if f.key {
+		p[6] = 0x00
+	}
+	return p
+}
+
+// simulcastFixture is a three-layer VP8 UpTrack driven by hand.
+type simulcastFixture struct {
+	up    *UpTrack
+	clock *nanoClock
+	seq   [simulcast.MaxSpatial]uint16
+	ts    uint32
+}
+
+func newSimulcastFixture() *simulcastFixture {
+	up, clock, _ := newFixtureUpTrack(fixtureVP8, 0)
+	for l := int8(1); l < simulcast.MaxSpatial; l++ {
+		up.layers[l].Store(up.newLayer(l, nil, fixturePubSSRC+uint32(l)))
+	}
+	return &simulcastFixture{up: up, clock: clock, seq: [simulcast.MaxSpatial]uint16{100, 20000, 65530}, ts: 5000}
+}
+
+// send publishes one frame on a layer and returns the raw packet.
+func (f *simulcastFixture) send(layer int8, fr vp8Frame) []byte {
+	raw := pubPacket{seq: f.seq[layer], ts: f.ts + uint32(layer)*1000000, marker: true, payload: vp8Payload(fr, byte(layer)<<4|byte(fr.pid&0xf)), level: -1}.marshal(96)
+	f.seq[layer]++
+	fw := &forwarder{up: f.up, layer: layer}
+	fw.forward(raw)
+	return raw
+}
+
+// tick advances the clock and the timestamp by one frame.
+func (f *simulcastFixture) tick() {
+	f.clock.advance(33 * time.Millisecond)
+	f.ts += 3000
+}
+
+// TestDownTrackSimulcastSwitchAndNACK switches a subscriber from LOW to
+// HIGH and checks continuity, then NACKs packets from both sides of the
+// switch: each comes back from the right layer's cache with the sequence
+// number and VP8 descriptor it was first sent with.
+func TestDownTrackSimulcastSwitchAndNACK(t *testing.T) {
+	f := newSimulcastFixture()
+	w := &recordingWriter{}
+	d := newBoundDownTrack(t, f.up, "PA_sub", subscriberContext(fixtureVP8, 100, 9, 0, w))
+	d.SetMaxLayer(simulcast.Layer{Spatial: 0, Temporal: simulcast.AllTemporal})
+	pid := [3]uint16{10, 3000, 32760}
+	frame := func(l int8, key bool) vp8Frame { pid[l]++; return vp8Frame{key: key, pid: pid[l]} }
+	for i := 0; i < 6; i++ {
+		for l := int8(0); l < 3; l++ {
+			f.send(l, frame(l, i == 0))
+		}
+		f.tick()
+	}
+	d.SetMaxLayer(simulcast.Layer{Spatial: 2, Temporal: simulcast.AllTemporal})
+	f.send(0, frame(0, false)) // still LOW: HIGH has no keyframe yet
+	f.send(2, frame(2, false))
+	f.tick()
+	f.send(2, frame(2, true)) // switch
+	f.send(0, frame(0, false))
+	for i := 0; i < 3; i++ {
+		f.tick()
+		f.send(2, frame(2, false))
+	}
+	sent := w.packets()
+	if len(sent) != 11 || d.CurrentLayer() != 2 {
+		t.Fatalf("%d packets sent, layer %d; want 11 (7 LOW, 4 HIGH), layer 2", len(sent), d.CurrentLayer())
+	}
+	for i := 1; i < len(sent); i++ {
+		if sent[i].hdr.SequenceNumber != sent[i-1].hdr.SequenceNumber+1 || sent[i].hdr.SSRC != 9 {
+			t.Errorf("packet %d: seq %d after %d, ssrc %d", i, sent[i].hdr.SequenceNumber, sent[i-1].hdr.SequenceNumber, sent[i].hdr.SSRC)
+		}
+		if a, b := vp8PictureID(fixtureVP8, sent[i].payload), vp8PictureID(fixtureVP8, sent[i-1].payload); a != b+1 {
+			t.Errorf("packet %d: picture id %d after %d", i, a, b)
+		}
+		if sent[i].hdr.Timestamp == sent[i-1].hdr.Timestamp {
+			t.Errorf("packet %d: timestamp did not advance", i)
+		}
+	}
+	if got := sent[7].payload[len(sent[7].payload)-1] >> 4; got != 2 {
+		t.Errorf("packet 7 comes from layer %d, want the HIGH keyframe", got)
+	}
+	first := sent[0].hdr.SequenceNumber
+	d.handleRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: 9, Nacks: []rtcp.NackPair{{PacketID: first + 5, LostPackets: 0b1111}}}})
+	rtx := w.packets()[len(sent):]
+	if len(rtx) != 5 {
+		t.Fatalf("%d packets retransmitted, want 5 (seq %d..%d)", len(rtx), first+5, first+9)
+	}
+	for _, r := range rtx {
+		orig := findSent(sent, r.hdr.SequenceNumber)
+		if orig == nil || !bytes.Equal(orig.payload, r.payload) || orig.hdr.Timestamp != r.hdr.Timestamp {
+			t.Errorf("retransmission of %d differs from what was sent", r.hdr.SequenceNumber)
+		}
+	}
+}
+
+// TestDownTrackTemporalLayers drops the upper temporal layers of an L1T3
+// stream and takes them back at a layer-sync frame: sequence numbers and
+// picture ids stay continuous, and TL0PICIDX is untouched.
+func TestDownTrackTemporalLayers(t *testing.T) {
+	f := newSimulcastFixture()
+	w := &recordingWriter{}
+	d := newBoundDownTrack(t, f.up, "PA_sub", subscriberContext(fixtureVP8, 100, 9, 0, w))
+	pattern := []uint8{0, 2, 1, 2}
+	var pid uint16 = 500
+	var tl0 uint8 = 7
+	sendGroup := func(key, sync bool) {
+		for i, tid := range pattern {
+			if tid == 0 && !(key && i == 0) {
+				tl0++
+			}
+			pid++
+			f.send(0, vp8Frame{key: key && i == 0, pid: pid, tl0: tl0, tid: tid, sync: sync && tid > 0})
+			f.tick()
+		}
+	}
+	sendGroup(true, false)
+	d.SetTarget(simulcast.Layer{Spatial: 0, Temporal: 0})
+	sendGroup(false, false)
+	sendGroup(false, false)
+	d.SetTarget(simulcast.Layer{Spatial: 0, Temporal: simulcast.AllTemporal})
+	sendGroup(false, false) // no sync frame: stays at TL0
+	sendGroup(false, true)
+	sent := w.packets()
+	// 4 of the first group, 1 per TL0-only group (3), then 4 from the sync group.
+	if len(sent) != 4+3+4 {
+		t.Fatalf("%d packets sent, want 11", len(sent))
+	}
+	var desc simulcast.VP8Descriptor
+	for i := 1; i < len(sent); i++ {
+		if sent[i].hdr.SequenceNumber != sent[i-1].hdr.SequenceNumber+1 {
+			t.Errorf("packet %d: seq %d after %d", i, sent[i].hdr.SequenceNumber, sent[i-1].hdr.SequenceNumber)
+		}
+		if a, b := vp8PictureID(fixtureVP8, sent[i].payload), vp8PictureID(fixtureVP8, sent[i-1].payload); a != b+1 {
+			t.Errorf("packet %d: picture id %d after %d", i, a, b)
+		}
+		if err := simulcast.ParseVP8(sent[i].payload, &desc); err != nil || (desc.TID == 0) != (i < 4 && pattern[i] == 0 || i >= 4 && i < 7 || i >= 7 && pattern[i-7] == 0) {
+			t.Errorf("packet %d: tid %d (err %v)", i, desc.TID, err)
+		}
+	}
+}
