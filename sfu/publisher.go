@@ -17,7 +17,6 @@ import (
 // maxPendingTracks bounds addTrack requests waiting for their media.
 const maxPendingTracks = 32
 
-
 // publisher is the receiving side of a participant: the peer connection it
 // publishes on and the tracks announced with addTrack.
 type publisher struct {
