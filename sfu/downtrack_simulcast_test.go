@@ -172,3 +172,61 @@ func TestDownTrackTemporalLayers(t *testing.T) {
 		}
 	}
 }
+
+// layerSink records LayersChanged calls.
+type layerSink struct{ masks []simulcast.LayerMask }
+
+func (s *layerSink) SinkID() string                          { return "layers" }
+func (s *layerSink) WriteRTP(*Packet)                        {}
+func (s *layerSink) TrackClosed()                            {}
+func (s *layerSink) LayersChanged(avail simulcast.LayerMask) { s.masks = append(s.masks, avail) }
+
+// TestUpTrackLayerAvailability checks which layers count as sent: a layer
+// joins the set with its first packet and leaves it after layerTimeout of
+// silence while others still arrive; the last one leaves only after
+// silenceTimeout, and none while the track is muted.
+func TestUpTrackLayerAvailability(t *testing.T) {
+	f := newSimulcastFixture()
+	sink := &layerSink{}
+	f.up.AddSink(sink)
+	for l := int8(0); l < 3; l++ {
+		f.send(l, vp8Frame{key: true, pid: 1})
+	}
+	if got := f.up.AvailableLayers(); got != 0b111 {
+		t.Fatalf("after a packet on each layer: %03b", got)
+	}
+	for i := 0; i < 40; i++ { // 1.3 s of LOW and MEDIUM only
+		f.tick()
+		f.send(0, vp8Frame{pid: uint16(i + 2)})
+		f.send(1, vp8Frame{pid: uint16(i + 2)})
+	}
+	if got := f.up.AvailableLayers(); got != 0b011 {
+		t.Fatalf("HIGH silent for 1.3 s: %03b, want 011", got)
+	}
+	f.clock.advance(2 * time.Second)
+	f.up.ExpireLayers()
+	if got := f.up.AvailableLayers(); got != 0b001 {
+		t.Fatalf("all silent for 2 s: %03b, want the last layer kept (001)", got)
+	}
+	f.up.SetMuted(true)
+	f.clock.advance(5 * time.Second)
+	f.up.ExpireLayers()
+	if got := f.up.AvailableLayers(); got != 0b001 {
+		t.Fatalf("muted: %03b, want 001", got)
+	}
+	f.up.SetMuted(false)
+	f.clock.advance(layerCheckInterval)
+	f.up.ExpireLayers()
+	if got := f.up.AvailableLayers(); got != 0 {
+		t.Fatalf("all silent for 7 s: %03b, want none", got)
+	}
+	want := []simulcast.LayerMask{0b001, 0b011, 0b111, 0b011, 0b001, 0}
+	if len(sink.masks) != len(want) {
+		t.Fatalf("LayersChanged %v, want %v", sink.masks, want)
+	}
+	for i := range want {
+		if sink.masks[i] != want[i] {
+			t.Fatalf("LayersChanged %v, want %v", sink.masks, want)
+		}
+	}
+}

@@ -217,6 +217,7 @@ func (pub *publisher) publishRemote(remote *webrtc.TrackRemote, receiver *webrtc
 		WriteRTCP:    pub.pc.pc.WriteRTCP,
 		Logger:       p.log,
 	})
+	up.SetMuted(pt.info.Muted)
 	track := newPublishedTrack(pt.info, up, pub.sendQualities)
 	if remote.Kind() == webrtc.RTPCodecTypeVideo {
 		pub.noteLayer(track, layer, uint32(remote.SSRC()), remote.RID() != "")
@@ -386,6 +387,7 @@ func (p *Participant) SetTrackMuted(id livekit.TrackID, muted, fromServer bool) 
 	}
 	changed := t.info.Muted != muted
 	t.info.Muted = muted
+	t.up.SetMuted(muted)
 	info := proto.Clone(t.info).(*livekit.TrackInfo)
 	pub.mu.Unlock()
 	if fromServer {

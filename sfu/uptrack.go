@@ -3,6 +3,7 @@ package sfu
 import (
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,11 @@ const keyframeRequestInterval = 300 * time.Millisecond
 // counts as stopped (the publisher turned it off, or its uplink cannot
 // carry it) and subscribers fall back to another layer.
 const layerTimeout = time.Second
+
+// silenceTimeout is how long a track's last layer may stay silent before
+// its stream counts as paused: longer than layerTimeout, so that a
+// low-frame-rate stream (a static screen) does not flap.
+const silenceTimeout = 3 * time.Second
 
 // layerCheckInterval is how often the reader goroutines look for stopped
 // layers.
@@ -73,6 +79,7 @@ type UpTrack struct {
 	layers    [simulcast.MaxSpatial]atomic.Pointer[upLayer]
 	avail     atomic.Uint32 // simulcast.LayerMask of layers being received
 	lastCheck atomic.Int64  // last look for stopped layers (unix nanos)
+	muted     atomic.Bool
 	sinks     atomic.Pointer[[]Sink]
 	sinkMu    sync.Mutex // guards sink list writes, running and closed
 	running   int        // layer goroutines still reading
@@ -346,14 +353,27 @@ func (t *UpTrack) expireLayers(now int64) {
 	if now-last < int64(layerCheckInterval) || !t.lastCheck.CompareAndSwap(last, now) {
 		return
 	}
+	if t.muted.Load() {
+		return // a muted publisher sends little or nothing: keep the layers as they were
+	}
 	avail := t.AvailableLayers()
-	for i := range t.layers {
+	left := bits.OnesCount32(uint32(avail))
+	for i := len(t.layers) - 1; i >= 0; i-- { // the lowest layer is the last to go
 		l := t.layers[i].Load()
-		if l != nil && avail.Has(l.index) && now-l.lastArrival.Load() > int64(layerTimeout) {
+		if l == nil || !avail.Has(l.index) {
+			continue
+		}
+		silent := now - l.lastArrival.Load()
+		if silent > int64(layerTimeout) && (left > 1 || silent > int64(silenceTimeout)) {
 			t.setAvailable(l.index, false)
+			left--
 		}
 	}
 }
+
+// SetMuted tells the track that its publisher muted it (or unmuted it):
+// while muted, silent layers are not taken for stopped ones.
+func (t *UpTrack) SetMuted(muted bool) { t.muted.Store(muted) }
 
 // ExpireLayers looks for layers that stopped (see expireLayers).
 func (t *UpTrack) ExpireLayers() { t.expireLayers(t.nowNanos()) }

@@ -167,12 +167,13 @@ func TestDynacast(t *testing.T) {
 	for _, l := range simFileLayers {
 		pub.SetActive(l.rid, false)
 	}
-	ctx = ctxTimeout(t, 5*time.Second)
+	ctx = ctxTimeout(t, 6*time.Second)
 	if err := waitStreamState(ctx, bobC, mark, info.Sid, livekit.StreamState_PAUSED); err != nil {
 		t.Fatalf("no PAUSED stream state once the publisher sends nothing: %v", err)
 	}
 	mark = bobC.Mark()
 	pub.SetActive("q", true)
+	ctx = ctxTimeout(t, 2*time.Second)
 	if err := waitStreamState(ctx, bobC, mark, info.Sid, livekit.StreamState_ACTIVE); err != nil {
 		t.Fatalf("no ACTIVE stream state once a layer is back: %v", err)
 	}
