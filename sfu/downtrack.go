@@ -353,9 +353,7 @@ func (d *DownTrack) translate(b *binding, p *Packet, sc *writeScratch) (payload 
 		}
 		return nil, 0, 0, keyFor, false
 	case simulcast.SwitchForward:
-		d.munger.SwitchLayer(uint8(p.Layer))
-		d.vp8.Switch()
-		d.switches.Add(1)
+		d.switchTo(p.Layer)
 	}
 	payload, ok = payloadFor(b, p.Payload)
 	if !ok {
@@ -375,6 +373,28 @@ func (d *DownTrack) translate(b *binding, p *Packet, sc *writeScratch) (payload 
 		d.vp8Sent[seq%vp8History] = sentVP8{seq: seq, pictureID: out.PictureID, tl0: out.TL0PICIDX, keyIdx: out.KEYIDX, valid: p.HasVP8}
 	}
 	return payload, seq, ts, keyFor, ok
+}
+
+// switchTo starts forwarding layer l at its keyframe: the munger continues
+// the output from the last packet sent, aligning timestamps with the
+// layers' sender reports when both have one. Callers hold d.mu.
+func (d *DownTrack) switchTo(l int8) {
+	from, started := d.munger.Layer()
+	delta, aligned := uint32(0), false
+	if started && int8(from) != l {
+		delta, aligned = d.p.Track.TimestampDelta(int8(from), l)
+	}
+	if aligned {
+		d.munger.SwitchLayerAligned(uint8(l), delta)
+	} else {
+		d.munger.SwitchLayer(uint8(l))
+	}
+	d.vp8.Switch()
+	d.switches.Add(1)
+	if started {
+		d.p.Logger.Debug("layer switch", "track", d.p.Track.ID(), "subscriber", d.p.Subscriber,
+			"from", from, "to", l, "aligned", aligned)
+	}
 }
 
 // rewriteVP8 writes payload with its VP8 descriptor desc replaced by out

@@ -230,3 +230,46 @@ func TestUpTrackLayerAvailability(t *testing.T) {
 		}
 	}
 }
+
+// TestDownTrackIgnoresRetransmittedKeyframes replays what Chrome's RTX
+// bandwidth probes do: an old keyframe packet of the layer a subscriber is
+// about to switch to arrives again. It must not start the switch (the
+// stream would jump back in time and lose the packets in between), and a
+// duplicate of a forwarded packet is not sent twice.
+func TestDownTrackIgnoresRetransmittedKeyframes(t *testing.T) {
+	f := newSimulcastFixture()
+	w := &recordingWriter{}
+	d := newBoundDownTrack(t, f.up, "PA_sub", subscriberContext(fixtureVP8, 100, 9, 0, w))
+	var oldLowKey []byte
+	pid := [3]uint16{}
+	for i := 0; i < 5; i++ {
+		for l := int8(0); l < 3; l++ {
+			pid[l]++
+			raw := f.send(l, vp8Frame{key: i == 0, pid: pid[l]})
+			if l == 0 && i == 0 {
+				oldLowKey = raw
+				f.seq[0]++ // the next LOW packet is lost on the way
+			}
+		}
+		f.tick()
+	}
+	lostLow := pubPacket{seq: f.seq[0] - 5, ts: 5000, marker: true, payload: vp8Payload(vp8Frame{key: true, pid: 1}, 0x01), level: -1}.marshal(96)
+	if d.CurrentLayer() != 2 {
+		t.Fatalf("forwarding layer %d, want 2", d.CurrentLayer())
+	}
+	d.SetMaxLayer(simulcast.Layer{Spatial: 0, Temporal: simulcast.AllTemporal})
+	before := len(w.packets())
+	(&forwarder{up: f.up, layer: 0}).forward(oldLowKey) // RTX probe: an old keyframe again
+	(&forwarder{up: f.up, layer: 0}).forward(lostLow)   // a late retransmission of a lost keyframe packet
+	lastHigh := pubPacket{seq: f.seq[2] - 1, ts: f.ts - 3000 + 2000000, marker: true, payload: vp8Payload(vp8Frame{pid: pid[2]}, 0x20), level: -1}.marshal(96)
+	(&forwarder{up: f.up, layer: 2}).forward(lastHigh) // a duplicate of a forwarded packet
+	if d.CurrentLayer() != 2 || len(w.packets()) != before {
+		t.Fatalf("after an old keyframe and a duplicate: layer %d, %d packets sent (want layer 2, none)", d.CurrentLayer(), len(w.packets())-before)
+	}
+	pid[0]++
+	f.send(0, vp8Frame{key: true, pid: pid[0]})
+	sent := w.packets()
+	if d.CurrentLayer() != 0 || len(sent) != before+1 || sent[before].hdr.SequenceNumber != sent[before-1].hdr.SequenceNumber+1 {
+		t.Fatalf("a fresh LOW keyframe: layer %d, %d packets sent, want layer 0 continuing the sequence", d.CurrentLayer(), len(sent)-before)
+	}
+}

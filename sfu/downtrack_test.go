@@ -30,6 +30,7 @@ func (f *fakeTrack) RemoveSink(string)                           {}
 func (f *fakeTrack) RequestKeyframe(int8)                        { f.requests++ }
 func (f *fakeTrack) ReadCached(int8, uint16, []byte) (int, bool) { return 0, false }
 func (f *fakeTrack) AvailableLayers() simulcast.LayerMask        { return 1 }
+func (f *fakeTrack) TimestampDelta(int8, int8) (uint32, bool)    { return 0, false }
 
 // sinkPacket parses raw as UpTrack.forward would hand it to a sink.
 func sinkPacket(t *testing.T, codec webrtc.RTPCodecParameters, raw []byte) *Packet {

@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -145,15 +146,19 @@ func (d *dynacast) settle() {
 }
 
 // qualityUpdate tells a publisher which qualities of a track to encode:
-// every layer up to top.
-func qualityUpdate(trackSid string, top int8) *livekit.SignalResponse {
+// every layer up to top. The qualities go both in the plain list and per
+// codec (mime subtype, lower case: "vp8"), which is the one livekit-client
+// reads.
+func qualityUpdate(trackSid, mime string, top int8) *livekit.SignalResponse {
 	qualities := make([]*livekit.SubscribedQuality, 0, simulcast.MaxSpatial)
 	for l := int8(0); l < simulcast.MaxSpatial; l++ {
 		qualities = append(qualities, &livekit.SubscribedQuality{Quality: livekit.VideoQuality(l), Enabled: l <= top})
 	}
-	return &livekit.SignalResponse{Message: &livekit.SignalResponse_SubscribedQualityUpdate{
-		SubscribedQualityUpdate: &livekit.SubscribedQualityUpdate{TrackSid: trackSid, SubscribedQualities: qualities},
-	}}
+	update := &livekit.SubscribedQualityUpdate{TrackSid: trackSid, SubscribedQualities: qualities}
+	if _, codec, ok := strings.Cut(strings.ToLower(mime), "/"); ok && codec != "" {
+		update.SubscribedCodecs = []*livekit.SubscribedCodec{{Codec: codec, Qualities: qualities}}
+	}
+	return &livekit.SignalResponse{Message: &livekit.SignalResponse_SubscribedQualityUpdate{SubscribedQualityUpdate: update}}
 }
 
 // sendQualities tells the publisher which layers of a simulcast track to
@@ -161,13 +166,13 @@ func qualityUpdate(trackSid string, top int8) *livekit.SignalResponse {
 // layer would only delay the first picture of the next subscriber.
 func (pub *publisher) sendQualities(info *livekit.TrackInfo, top int8) {
 	pub.mu.Lock()
-	sid, simulcast := info.Sid, info.Simulcast
+	sid, mime, simulcast := info.Sid, info.MimeType, info.Simulcast
 	pub.mu.Unlock()
 	if !simulcast {
 		return
 	}
 	pub.p.log.Debug("dynacast", "track", sid, "top_layer", top)
-	pub.p.send(qualityUpdate(sid, top))
+	pub.p.send(qualityUpdate(sid, mime, top))
 }
 
 // maxLayerFor maps a subscriber's trackSetting to the highest layer it

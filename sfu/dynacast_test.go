@@ -66,7 +66,10 @@ func TestDynacast(t *testing.T) {
 }
 
 func TestQualityUpdate(t *testing.T) {
-	msg := qualityUpdate("TR_x", 1).GetSubscribedQualityUpdate()
+	msg := qualityUpdate("TR_x", "video/VP8", 1).GetSubscribedQualityUpdate()
+	if len(msg.SubscribedCodecs) != 1 || msg.SubscribedCodecs[0].Codec != "vp8" || len(msg.SubscribedCodecs[0].Qualities) != 3 {
+		t.Errorf("subscribed codecs %v, want vp8 with the three qualities", msg.SubscribedCodecs)
+	}
 	want := map[livekit.VideoQuality]bool{livekit.VideoQuality_LOW: true, livekit.VideoQuality_MEDIUM: true, livekit.VideoQuality_HIGH: false}
 	if msg.TrackSid != "TR_x" || len(msg.SubscribedQualities) != 3 {
 		t.Fatalf("update %v", msg)

@@ -62,35 +62,61 @@ func NewPacketCache(size int) *PacketCache {
 // Size returns how many packets the cache holds at most.
 func (c *PacketCache) Size() int { return len(c.slots) }
 
-// Store copies an RTP packet into the cache. It returns false, storing
-// nothing, if raw is not an RTP version 2 packet, is larger than
-// MaxPacketSize, or is older than the cache's window behind the newest packet.
-// A packet whose sequence number is already stored replaces it.
-func (c *PacketCache) Store(raw []byte) bool {
+// StoreResult says what Store did with a packet.
+type StoreResult uint8
+
+// Results of Store.
+const (
+	// StoredNewest: stored, and newer than every packet before it.
+	StoredNewest StoreResult = iota
+	// StoredLate: stored, older than the newest but not seen before (a
+	// reordered packet, or a retransmission filling a gap).
+	StoredLate
+	// Duplicate: that sequence number is already stored (a retransmission
+	// of a packet that arrived, or a sender's RTX probe); the first copy
+	// is kept.
+	Duplicate
+	// Refused: not an RTP version 2 packet, larger than MaxPacketSize, or
+	// older than the cache's window behind the newest packet.
+	Refused
+)
+
+// Stored reports whether the packet is now in the cache as a new one.
+func (r StoreResult) Stored() bool { return r == StoredNewest || r == StoredLate }
+
+// Store copies an RTP packet into the cache and says whether it is new.
+func (c *PacketCache) Store(raw []byte) StoreResult {
 	if len(raw) < rtpHeaderSize || len(raw) > MaxPacketSize || raw[0]>>6 != 2 {
-		return false
+		return Refused
 	}
 	seq := binary.BigEndian.Uint16(raw[2:4])
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ext := c.extend(seq)
+	result := StoredNewest
 	switch {
 	case c.highest == 0 || ext > c.highest:
 		c.highest = ext
 	case c.highest-ext >= uint64(len(c.slots)):
 		c.tooOld++
 		if c.tooOld < cacheResyncAfter {
-			return false
+			return Refused
 		}
 		c.resync(seq)
 		ext = c.highest
+	default:
+		result = StoredLate
+		if c.slots[ext&c.mask].ext == ext {
+			c.tooOld = 0
+			return Duplicate
+		}
 	}
 	c.tooOld = 0
 	i := ext & c.mask
 	copy(c.slab[i*MaxPacketSize:], raw)
 	c.slots[i] = cacheSlot{ext: ext, n: len(raw)}
-	return true
+	return result
 }
 
 // Get copies the packet with sequence number seq into dst and returns its

@@ -165,13 +165,13 @@ var packetCacheTests = []struct {
 		gets: []cacheGet{{seq: 1}, {seq: 3}, {seq: 4, want: true, n: rtpHeaderSize}},
 	},
 	{
-		name: "duplicates overwrite the same slot",
+		name: "duplicates keep the first copy",
 		size: 16,
 		stores: []cacheStore{
 			{seq: 7, tag: 1, want: true}, {seq: 8, tag: 1, want: true},
-			{seq: 7, tag: 2, size: 60, want: true}, {seq: 8, tag: 3, want: true},
+			{seq: 7, tag: 2, size: 60}, {seq: 8, tag: 3},
 		},
-		gets: []cacheGet{{seq: 7, want: true, tag: 2, n: 60}, {seq: 8, want: true, tag: 3}},
+		gets: []cacheGet{{seq: 7, want: true, tag: 1}, {seq: 8, want: true, tag: 1}},
 	},
 	{
 		name:   "dst too small",
@@ -209,7 +209,7 @@ func TestPacketCache(t *testing.T) {
 					}
 					raw = testPacket(s.seq, s.tag, n)
 				}
-				if got := c.Store(raw); got != s.want {
+				if got := c.Store(raw).Stored(); got != s.want {
 					t.Fatalf("store #%d seq %d: got %v, want %v", i, s.seq, got, s.want)
 				}
 			}
@@ -319,5 +319,24 @@ func BenchmarkPacketCacheGet(b *testing.B) {
 		if _, ok := c.Get(uint16(i&1023), dst); !ok {
 			b.Fatal("miss")
 		}
+	}
+}
+
+func TestPacketCacheStoreResult(t *testing.T) {
+	c := NewPacketCache(16)
+	steps := []struct {
+		seq  uint16
+		want StoreResult
+	}{
+		{100, StoredNewest}, {102, StoredNewest}, {101, StoredLate}, {101, Duplicate}, {102, Duplicate},
+		{103, StoredNewest}, {103, Duplicate}, {80, Refused}, {104, StoredNewest},
+	}
+	for i, s := range steps {
+		if got := c.Store(testPacket(s.seq, 1, 100)); got != s.want {
+			t.Fatalf("step %d seq %d: %d, want %d", i, s.seq, got, s.want)
+		}
+	}
+	if got := c.Store([]byte{0x80}); got != Refused {
+		t.Errorf("short packet: %d", got)
 	}
 }

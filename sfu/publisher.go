@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/livekit"
+	"github.com/pion/rtcp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"google.golang.org/protobuf/proto"
@@ -35,9 +36,10 @@ type publisher struct {
 
 // layeredTrack is a simulcast transceiver's track while its layers arrive.
 type layeredTrack struct {
-	ready chan struct{} // closed once up is set (nil: no track)
-	up    *UpTrack
-	track *publishedTrack
+	ready    chan struct{} // closed once up is set (nil: no track)
+	up       *UpTrack
+	track    *publishedTrack
+	receiver *webrtc.RTPReceiver
 }
 
 type pendingTrack struct {
@@ -159,7 +161,7 @@ func (pub *publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPRe
 	}
 	up := pub.publishRemote(remote, receiver, mid, layer)
 	if lt != nil {
-		lt.up = up
+		lt.up, lt.receiver = up, receiver
 		if up != nil {
 			lt.track = pub.track(up.ID())
 		}
@@ -189,6 +191,7 @@ func (pub *publisher) addLayer(lt *layeredTrack, remote *webrtc.TrackRemote, lay
 	if lt.track != nil {
 		pub.noteLayer(lt.track, layer, uint32(remote.SSRC()), true)
 	}
+	go readSenderReports(lt.receiver, remote, lt.up, layer)
 	pub.p.log.Debug("simulcast layer added", "track", lt.up.ID(), "rid", remote.RID(), "layer", layer)
 }
 
@@ -231,10 +234,37 @@ func (pub *publisher) publishRemote(remote *webrtc.TrackRemote, receiver *webrtc
 		up.Run()
 		pub.unpublish(up.ID())
 	}()
+	if remote.Kind() == webrtc.RTPCodecTypeVideo {
+		go readSenderReports(receiver, remote, up, layer)
+	}
 	p.bumpVersion()
 	p.room.broadcastParticipant(p)
 	p.room.onTrackPublished(p, track)
 	return up
+}
+
+// readSenderReports hands a video layer's sender reports to its track (to
+// align the timestamps of simulcast layers at switches) until the receiver
+// stops.
+func readSenderReports(receiver *webrtc.RTPReceiver, remote *webrtc.TrackRemote, up *UpTrack, layer int8) {
+	ssrc := uint32(remote.SSRC())
+	for {
+		var pkts []rtcp.Packet
+		var err error
+		if rid := remote.RID(); rid != "" {
+			pkts, _, err = receiver.ReadSimulcastRTCP(rid)
+		} else {
+			pkts, _, err = receiver.ReadRTCP()
+		}
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			if sr, ok := p.(*rtcp.SenderReport); ok && sr.SSRC == ssrc {
+				up.SetSenderReport(layer, simulcast.SenderReport{NTP: sr.NTPTime, RTP: sr.RTPTime})
+			}
+		}
+	}
 }
 
 // layerIndex is the spatial layer a remote track carries: from its RID

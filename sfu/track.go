@@ -74,4 +74,8 @@ type Track interface {
 	// AvailableLayers is the set of spatial layers the publisher sends;
 	// it is read for every packet and must be cheap.
 	AvailableLayers() simulcast.LayerMask
+	// TimestampDelta is how far the RTP timestamps of layer to run ahead
+	// of those of layer from for the same capture instant, known when
+	// both layers sent a sender report.
+	TimestampDelta(from, to int8) (uint32, bool)
 }

@@ -68,6 +68,7 @@ type upLayer struct {
 	cache       *PacketCache
 	lastPLI     atomic.Int64
 	lastArrival atomic.Int64
+	report      atomic.Pointer[simulcast.SenderReport] // the newest sender report
 }
 
 // UpTrack is a published track: one goroutine per received stream (simulcast
@@ -87,6 +88,7 @@ type UpTrack struct {
 	packets   atomic.Uint64
 	bytes     atomic.Uint64
 	badPkts   atomic.Uint64
+	dropped   atomic.Uint64 // duplicates and packets too old to forward
 	closed    atomic.Bool
 	done      chan struct{}
 	nowNanos  func() int64
@@ -234,6 +236,34 @@ func (t *UpTrack) ReadCached(layer int8, seq uint16, dst []byte) (int, bool) {
 	return l.cache.Get(seq, dst)
 }
 
+// SetSenderReport records a sender report of a layer (from whoever reads
+// the publisher's RTCP).
+func (t *UpTrack) SetSenderReport(layer int8, sr simulcast.SenderReport) {
+	if layer < 0 || layer >= simulcast.MaxSpatial {
+		return
+	}
+	if l := t.layers[layer].Load(); l != nil {
+		l.report.Store(&sr)
+	}
+}
+
+// TimestampDelta is how far layer to's timestamps run ahead of layer
+// from's, from their newest sender reports.
+func (t *UpTrack) TimestampDelta(from, to int8) (uint32, bool) {
+	if from < 0 || to < 0 || from >= simulcast.MaxSpatial || to >= simulcast.MaxSpatial {
+		return 0, false
+	}
+	lf, lt := t.layers[from].Load(), t.layers[to].Load()
+	if lf == nil || lt == nil {
+		return 0, false
+	}
+	rf, rt := lf.report.Load(), lt.report.Load()
+	if rf == nil || rt == nil {
+		return 0, false
+	}
+	return simulcast.TimestampDelta(*rf, *rt, t.p.Codec.ClockRate), true
+}
+
 // AvailableLayers is the set of layers the publisher currently sends.
 func (t *UpTrack) AvailableLayers() simulcast.LayerMask {
 	return simulcast.LayerMask(t.avail.Load())
@@ -281,7 +311,14 @@ func (t *UpTrack) forward(l *upLayer, raw []byte, pkt *rtp.Packet, out *Packet) 
 	}
 	t.packets.Add(1)
 	t.bytes.Add(uint64(len(raw)))
-	l.cache.Store(raw)
+	stored := l.cache.Store(raw)
+	if !stored.Stored() {
+		// A duplicate (a retransmission of a packet that arrived, or an
+		// RTX bandwidth probe resending an old one) or a packet too old
+		// to matter: forwarding it would only confuse subscribers.
+		t.dropped.Add(1)
+		return
+	}
 	now := t.nowNanos()
 	l.lastArrival.Store(now)
 	if !t.AvailableLayers().Has(l.index) {
@@ -294,6 +331,12 @@ func (t *UpTrack) forward(l *upLayer, raw []byte, pkt *rtp.Packet, out *Packet) 
 	out.Arrival = now
 	out.Layer = l.index
 	describePacket(t.codec, out)
+	if stored == StoredLate {
+		// A reordered or retransmitted packet is forwarded into the
+		// stream it belongs to, but never starts a frame or a switch:
+		// an old keyframe must not pass for a new one.
+		out.Keyframe, out.FrameStart = false, false
+	}
 	out.HasAudioLevel = false
 	if t.p.AudioLevelExtID != 0 {
 		t.readAudioLevel(pkt, out)

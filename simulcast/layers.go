@@ -41,3 +41,20 @@ func LayerForSize(layers []Dims, width, height uint32) int8 {
 	}
 	return best
 }
+
+// SenderReport is the clock mapping of an RTCP sender report: the RTP
+// timestamp of a stream at an NTP time (RFC 3550 64-bit fixed point).
+type SenderReport struct {
+	NTP uint64
+	RTP uint32
+}
+
+// TimestampDelta is how many ticks the timestamps of stream to run ahead of
+// those of stream from for the same instant, given a sender report of each
+// (simulcast layers carry their own random timestamp bases).
+func TimestampDelta(from, to SenderReport, clockRate uint32) uint32 {
+	// The NTP difference in 32.32 fixed point, converted to ticks.
+	dt := int64(to.NTP - from.NTP)
+	ticks := (dt >> 16) * int64(clockRate) >> 16
+	return to.RTP - from.RTP - uint32(int32(ticks))
+}

@@ -45,6 +45,8 @@ type Munger struct {
 	lastOutTS   uint32 // output timestamp of the newest forwarded packet
 	lastArrival int64  // arrival (unix nanos) of the newest forwarded packet
 	nextLayer   uint8  // input layer of the range the next resume starts
+	nextDelta   uint32 // with haveDelta: next layer's timestamps minus the current layer's
+	haveDelta   bool
 
 	pauses atomic.Uint32 // bumped by Pause
 
@@ -75,7 +77,28 @@ func (m *Munger) Pause() { m.pauses.Add(1) }
 // so that a NACK is answered from the right layer's cache.
 func (m *Munger) SwitchLayer(layer uint8) {
 	m.nextLayer = layer
+	m.haveDelta = false
 	m.pauses.Add(1)
+}
+
+// SwitchLayerAligned is SwitchLayer for a new layer whose timestamps are
+// known to run delta ticks ahead of the current layer's for the same
+// capture instant (from the layers' sender reports): the output timestamps
+// then keep the capture timeline exactly instead of estimating it from
+// arrival times. A delta far from what the arrival times suggest (half a
+// second or more) is not trusted.
+func (m *Munger) SwitchLayerAligned(layer uint8, delta uint32) {
+	m.SwitchLayer(layer)
+	m.nextDelta, m.haveDelta = delta, true
+}
+
+// Layer is the input layer of the newest range, and whether any packet was
+// munged yet.
+func (m *Munger) Layer() (layer uint8, started bool) {
+	if !m.started {
+		return 0, false
+	}
+	return m.ranges[m.head].layer, true
 }
 
 // Munge returns the sequence number and timestamp to send a packet with, or
@@ -167,7 +190,7 @@ func (m *Munger) resume(seq uint16, ts uint32, arrival int64, clockRate uint32) 
 	}
 	ext := m.highestIn + diff
 	outStart := m.highestOut.Load() + 1
-	outTS := m.lastOutTS + elapsedTicks(arrival-m.lastArrival, clockRate)
+	outTS := m.resumeTS(ts, arrival, clockRate)
 
 	m.mu.Lock()
 	if cur := &m.ranges[m.head]; m.highestIn >= cur.inStart {
@@ -180,6 +203,26 @@ func (m *Munger) resume(seq uint16, ts uint32, arrival int64, clockRate uint32) 
 	m.mu.Unlock()
 	m.lastOutTS, m.lastArrival = outTS, arrival
 	return uint16(outStart), outTS, true
+}
+
+// resumeTS is the output timestamp of the first packet after a pause or
+// switch: from the sender-report alignment when there is one and it is
+// plausible, else the last output timestamp advanced by the wall time
+// elapsed. It is always after the last output timestamp.
+func (m *Munger) resumeTS(ts uint32, arrival int64, clockRate uint32) uint32 {
+	byArrival := m.lastOutTS + elapsedTicks(arrival-m.lastArrival, clockRate)
+	if !m.haveDelta {
+		return byArrival
+	}
+	m.haveDelta = false
+	aligned := ts - m.nextDelta - m.ranges[m.head].tsOffset
+	if off := int64(int32(aligned - byArrival)); off >= int64(clockRate/2) || -off >= int64(clockRate/2) {
+		return byArrival
+	}
+	if int32(aligned-m.lastOutTS) <= 0 {
+		return m.lastOutTS + 1
+	}
+	return aligned
 }
 
 // push makes r the current range, forgetting the oldest one if the ring is

@@ -412,3 +412,66 @@ func BenchmarkMungerUnmungeSeq(b *testing.B) {
 		}
 	}
 }
+
+// TestMungerAlignedSwitch checks switches whose timestamp offset comes from
+// sender reports: the output keeps the capture timeline whatever the
+// arrival times say, unless the alignment is implausible.
+func TestMungerAlignedSwitch(t *testing.T) {
+	tests := []struct {
+		name    string
+		delta   uint32 // new layer's timestamps minus the old layer's
+		newTS   uint32 // first packet of the new layer
+		atMS    int64  // its arrival
+		wantTS  uint32
+		comment string
+	}{
+		{"same capture clock, late arrival", 0, 9000, 90, 9000, "arrival alone would say 8160"},
+		{"other timestamp base", 1_000_000, 1_009_000, 75, 9000, ""},
+		{"base below, wrapping", u32(-500), u32(9000 - 500), 60, 9000, ""},
+		{"same instant as the last frame", 0, 6000, 70, 6001, "never repeats or goes back"},
+		{"implausible alignment", 45_000_000, 9000, 100, 6000 + 3060, "off by minutes: arrival time instead"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := NewMunger()
+			// Layer 0: frames every 33 ms at 3000 ticks, 0..6000, output unchanged.
+			for i := 0; i < 3; i++ {
+				if _, _, ok := m.Munge(uint16(10+i), uint32(3000*i), int64(i)*33*ms, videoClock, false); !ok {
+					t.Fatal("dropped")
+				}
+			}
+			m.SwitchLayerAligned(2, tt.delta)
+			seq, ts, ok := m.Munge(500, tt.newTS, tt.atMS*ms, videoClock, false)
+			if !ok || seq != 13 || ts != tt.wantTS {
+				t.Fatalf("first packet of layer 2: seq %d ts %d ok %v, want 13 %d (%s)", seq, ts, ok, tt.wantTS, tt.comment)
+			}
+			if l, started := m.Layer(); l != 2 || !started {
+				t.Errorf("Layer() = %d, %v", l, started)
+			}
+			got, ok := m.UnmungeSeq(13)
+			if !ok || got.Layer != 2 || got.Seq != 500 || tt.newTS-got.TSOffset != tt.wantTS {
+				t.Errorf("UnmungeSeq(13) = %+v, %v", got, ok)
+			}
+		})
+	}
+}
+
+func TestTimestampDelta(t *testing.T) {
+	sec := uint64(1) << 32
+	tests := []struct {
+		from, to SenderReport
+		want     uint32
+	}{
+		{SenderReport{NTP: 100 * sec, RTP: 1000}, SenderReport{NTP: 100 * sec, RTP: 5000}, 4000},
+		// to's report is 0.5 s later: 45000 of its 47000 ticks are time, 2000 base.
+		{SenderReport{NTP: 100 * sec, RTP: 1000}, SenderReport{NTP: 100*sec + sec/2, RTP: 48000}, 2000},
+		// to's report is earlier, and its base below: wraps.
+		{SenderReport{NTP: 100 * sec, RTP: 90000}, SenderReport{NTP: 99 * sec, RTP: 0}, u32(-90000 + 90000)},
+		{SenderReport{NTP: 100 * sec, RTP: 90000}, SenderReport{NTP: 99 * sec, RTP: 10}, 10},
+	}
+	for _, tt := range tests {
+		if got := TimestampDelta(tt.from, tt.to, videoClock); got != tt.want {
+			t.Errorf("TimestampDelta(%+v, %+v) = %d, want %d", tt.from, tt.to, got, tt.want)
+		}
+	}
+}
