@@ -19,6 +19,7 @@ type frameSize struct{ W, H int }
 type recvStats struct {
 	Codec      string      // "vp8" or "h264"
 	Seqs       []uint16    // RTP sequence numbers in order of arrival
+	TSs        []uint32    // RTP timestamps, in the same order
 	SSRCs      []uint32    // distinct SSRCs in order of arrival
 	Frames     int         // complete frames (no packet missing)
 	Keyframes  []frameSize // size of every complete keyframe, in order
@@ -37,7 +38,7 @@ func (r *recvLog) snapshot() recvStats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.s
-	s.Seqs, s.SSRCs = slices.Clone(s.Seqs), slices.Clone(s.SSRCs)
+	s.Seqs, s.SSRCs, s.TSs = slices.Clone(s.Seqs), slices.Clone(s.SSRCs), slices.Clone(s.TSs)
 	s.Keyframes, s.PictureIDs = slices.Clone(s.Keyframes), slices.Clone(s.PictureIDs)
 	return s
 }
@@ -46,6 +47,7 @@ func (r *recvLog) addPacket(p *rtp.Packet) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.s.Seqs = append(r.s.Seqs, p.SequenceNumber)
+	r.s.TSs = append(r.s.TSs, p.Timestamp)
 	if !slices.Contains(r.s.SSRCs, p.SSRC) {
 		r.s.SSRCs = append(r.s.SSRCs, p.SSRC)
 	}

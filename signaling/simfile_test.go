@@ -230,6 +230,8 @@ func simCodecCapability(codec string) (webrtc.RTPCodecCapability, error) {
 // every 50 ms, answering PLI/FIR with a keyframe, layers switchable.
 type simPublisher struct {
 	codec     string
+	opts      simPublishOptions
+	start     time.Time // capture clock of frame 0
 	sender    *webrtc.RTPSender
 	layers    []*pubLayer
 	stop      chan struct{}
@@ -268,6 +270,25 @@ type simLayerStats struct {
 // looped, until the test ends. c must have joined with simulcastClientOptions.
 func publishSimulcastFiles(t *testing.T, c *client.Client, codec, cid string) (*livekit.TrackInfo, *simPublisher) {
 	t.Helper()
+	return publishSimulcastFilesWith(t, c, codec, cid, simPublishOptions{})
+}
+
+// simPublishOptions make a simPublisher behave more like a browser.
+type simPublishOptions struct {
+	// tsBase is each layer's RTP timestamp at the first frame (by
+	// simFileLayers index); zero: 90000 on every layer.
+	tsBase [3]uint32
+	// lag delays each frame of a layer (by rid) after the others of the
+	// same instant, as a large frame of a high layer goes out later.
+	lag map[string]time.Duration
+	// reports makes the publisher write its own sender reports, mapping
+	// each layer's timestamps to the capture clock (as browsers do), every
+	// 200 ms; the client should then set a long SenderReportInterval.
+	reports bool
+}
+
+func publishSimulcastFilesWith(t *testing.T, c *client.Client, codec, cid string, opts simPublishOptions) (*livekit.TrackInfo, *simPublisher) {
+	t.Helper()
 	if cid == "" {
 		t.Fatal("publishSimulcastFiles needs a client track id")
 	}
@@ -284,7 +305,7 @@ func publishSimulcastFiles(t *testing.T, c *client.Client, codec, cid string) (*
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &simPublisher{codec: codec, stop: make(chan struct{}), done: make(chan struct{})}
+	p := &simPublisher{codec: codec, opts: opts, start: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
 	tr, err := p.addTransceiver(c.Pub, capability, cid, media)
 	if err != nil {
 		t.Fatal(err)
@@ -299,9 +320,54 @@ func publishSimulcastFiles(t *testing.T, c *client.Client, codec, cid string) (*
 		p.readers.Add(1)
 		go p.readRTCP(l)
 	}
+	if opts.reports {
+		p.readers.Add(1)
+		go p.sendReports(c.Pub)
+	}
 	go p.run()
 	t.Cleanup(p.Stop)
 	return info, p
+}
+
+// tsAt is a layer's RTP timestamp at time at, on the capture clock.
+func (p *simPublisher) tsAt(i int, at time.Time) uint32 {
+	return p.tsBase(i) + uint32(at.Sub(p.start).Microseconds()*90/1000)
+}
+
+func (p *simPublisher) tsBase(i int) uint32 {
+	if p.opts.tsBase == [3]uint32{} {
+		return 90000
+	}
+	return p.opts.tsBase[i]
+}
+
+// sendReports writes a sender report for every layer every 200 ms until
+// the publisher stops.
+func (p *simPublisher) sendReports(pc *webrtc.PeerConnection) {
+	defer p.readers.Done()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		var pkts []rtcp.Packet
+		for i, l := range p.layers {
+			pkts = append(pkts, &rtcp.SenderReport{SSRC: l.ssrc, NTPTime: ntpTime(now), RTPTime: p.tsAt(i, now)})
+		}
+		_ = pc.WriteRTCP(pkts)
+	}
+}
+
+// ntpTime is t in RFC 3550's 64-bit NTP format.
+func ntpTime(t time.Time) uint64 {
+	const ntpEpochOffset = 2208988800
+	secs := uint64(t.Unix() + ntpEpochOffset)
+	frac := uint64(t.Nanosecond()) << 32 / 1e9
+	return secs<<32 | frac
 }
 
 // addSimulcastTrack announces the three-layer camera track and waits for the server's TrackInfo.
@@ -403,18 +469,38 @@ func (p *simPublisher) run() {
 	defer close(p.done)
 	tick := time.NewTicker(simFileInterval)
 	defer tick.Stop()
-	ts := uint32(90000)
-	for {
-		for _, l := range p.layers {
-			p.sendFrame(l, ts)
+	for frame := uint32(0); ; frame++ {
+		if !p.sendLayers(frame) {
+			return
 		}
-		ts += simFileTicks
 		select {
 		case <-p.stop:
 			return
 		case <-tick.C:
 		}
 	}
+}
+
+// sendLayers sends one frame of every layer, the lagging ones after their
+// lag; false once the publisher stops.
+func (p *simPublisher) sendLayers(frame uint32) bool {
+	var lagged []int
+	for i, l := range p.layers {
+		if p.opts.lag[l.rid] > 0 {
+			lagged = append(lagged, i)
+			continue
+		}
+		p.sendFrame(l, p.tsBase(i)+frame*simFileTicks)
+	}
+	for _, i := range lagged {
+		select {
+		case <-p.stop:
+			return false
+		case <-time.After(p.opts.lag[p.layers[i].rid]):
+		}
+		p.sendFrame(p.layers[i], p.tsBase(i)+frame*simFileTicks)
+	}
+	return true
 }
 
 func (p *simPublisher) sendFrame(l *pubLayer, ts uint32) {

@@ -205,3 +205,49 @@ func checkLayersInfo(t *testing.T, tracks []*livekit.TrackInfo, pub *simPublishe
 		}
 	}
 }
+
+// TestSimulcastSwitchKeepsCaptureClock publishes layers with unrelated
+// timestamp bases, the HIGH layer's frames 30 ms behind the others (as a
+// browser's large frames go out later), and sender reports that map each
+// layer to the capture clock. Across switches the subscriber's timestamps
+// must stay on the 50 ms frame grid: aligned by the sender reports, not
+// shifted by the HIGH layer's lag (which would move the video against the
+// audio).
+func TestSimulcastSwitchKeepsCaptureClock(t *testing.T) {
+	checkLeaks(t)
+	n := startNode(t, nodeOptions{})
+	room := "switch-clock"
+	bobC := n.join(t, room, "bob", client.Options{})
+	bob := watchFrames(bobC)
+	opts := simulcastClientOptions()
+	opts.SenderReportInterval = time.Hour // the publisher writes its own
+	alice := n.join(t, room, "alice", opts)
+	info, _ := publishSimulcastFilesWith(t, alice, "vp8", "cam", simPublishOptions{
+		tsBase:  [3]uint32{90000, 1_000_000_000, 3_000_000_000},
+		lag:     map[string]time.Duration{"f": 30 * time.Millisecond},
+		reports: true,
+	})
+	waitKeyframe(t, bob, info.Sid, 0, frameSize{1280, 720}, 5*time.Second)
+	time.Sleep(500 * time.Millisecond) // sender reports of every layer
+	for _, q := range []livekit.VideoQuality{livekit.VideoQuality_LOW, livekit.VideoQuality_HIGH, livekit.VideoQuality_MEDIUM, livekit.VideoQuality_HIGH} {
+		l := simFileLayers[q]
+		after := len(bob.stats(info.Sid).Keyframes)
+		setQuality(t, bobC, info.Sid, q)
+		waitKeyframe(t, bob, info.Sid, after, frameSize{l.w, l.h}, 2*time.Second)
+		time.Sleep(200 * time.Millisecond)
+	}
+	s := bob.stats(info.Sid)
+	const grid, slack = simFileTicks, 90 // 50 ms frames; 1 ms
+	for i := 1; i < len(s.TSs); i++ {
+		d := s.TSs[i] - s.TSs[i-1]
+		if d == 0 {
+			continue
+		}
+		if off := d % grid; off > slack && off < grid-slack {
+			t.Errorf("packet %d: timestamp %d after %d: %d ticks off the frame grid", i, s.TSs[i], s.TSs[i-1], off)
+		}
+	}
+	if gaps := seqGaps(s.Seqs); len(gaps) > 0 {
+		t.Errorf("sequence gaps: %v", gaps)
+	}
+}

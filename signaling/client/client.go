@@ -16,6 +16,7 @@ import (
 	"github.com/livekit/protocol/livekit"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/webrtc/v4"
 	"google.golang.org/protobuf/proto"
 )
@@ -33,6 +34,9 @@ type Options struct {
 	Header http.Header
 	// Settings may adjust pion's setting engine after the defaults.
 	Settings func(*webrtc.SettingEngine)
+	// SenderReportInterval, if set, replaces pion's 1 s between RTCP
+	// sender reports (a test that writes its own sets it very long).
+	SenderReportInterval time.Duration
 }
 
 // Client is one participant.
@@ -135,7 +139,11 @@ func (c *Client) setupPCs(opts Options) error {
 			return err
 		}
 	}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+	var icOpts []webrtc.InterceptorOption
+	if opts.SenderReportInterval > 0 {
+		icOpts = append(icOpts, webrtc.WithReportSenderOptions(report.SenderInterval(opts.SenderReportInterval)))
+	}
+	if err := webrtc.RegisterDefaultInterceptorsWithOptions(me, ir, icOpts...); err != nil {
 		return fmt.Errorf("interceptors: %w", err)
 	}
 	se := webrtc.SettingEngine{}
