@@ -1,4 +1,4 @@
-import { VideoLayer, VideoQuality as PbQuality } from '@livekit/protocol';
+import { SubscribedQualityUpdate, VideoLayer, VideoQuality as PbQuality } from '@livekit/protocol';
 
 /** The video codecs a publisher can prefer. */
 export type VideoCodec = 'vp8' | 'h264' | 'vp9' | 'av1';
@@ -119,4 +119,52 @@ export function sortCodecs<C extends CodecCapability>(codecs: C[], preferred: Vi
 export function supportsCodec(codecs: CodecCapability[], codec: VideoCodec): boolean {
   const mime = `video/${codec}`;
   return codecs.some((c) => c.mimeType.toLowerCase() === mime);
+}
+
+/** ridQuality is the quality a simulcast rid stands for (q, h, f), undefined for others. */
+export function ridQuality(rid: string | undefined): PbQuality | undefined {
+  return layerSpecs.find((l) => l.rid === rid)?.quality;
+}
+
+/** codecName normalizes "video/VP8" or "VP8" to "vp8". */
+function codecName(c: string): string {
+  return c.toLowerCase().replace(/^video\//, '');
+}
+
+/**
+ * wantedQualities reads a SubscribedQualityUpdate: which qualities of the
+ * track the server wants encoded. The list for the track's codec in
+ * subscribedCodecs wins (also when it is the only codec listed); otherwise
+ * subscribedQualities. Empty when the update says nothing usable.
+ */
+export function wantedQualities(update: SubscribedQualityUpdate, codec: string): Map<PbQuality, boolean> {
+  const name = codecName(codec);
+  const codecs = update.subscribedCodecs;
+  const entry = codecs.find((c) => codecName(c.codec) === name) ?? (codecs.length === 1 ? codecs[0] : undefined);
+  const list = entry && entry.qualities.length > 0 ? entry.qualities : update.subscribedQualities;
+  const out = new Map<PbQuality, boolean>();
+  for (const q of list) out.set(q.quality, q.enabled);
+  return out;
+}
+
+/**
+ * setLayersActive turns the simulcast encodings on or off as wanted
+ * (rid q/h/f = LOW/MEDIUM/HIGH; a quality the update does not mention is
+ * left alone). A single encoding without a rid stays active while any
+ * quality is wanted. Returns whether an encoding changed.
+ */
+export function setLayersActive(encodings: RTCRtpEncodingParameters[], wanted: Map<PbQuality, boolean>): boolean {
+  if (wanted.size === 0) return false;
+  const anyWanted = [...wanted.values()].some((v) => v);
+  let changed = false;
+  for (const e of encodings) {
+    const q = ridQuality(e.rid);
+    let active: boolean | undefined;
+    if (q !== undefined) active = wanted.get(q);
+    else if (!e.rid && encodings.length === 1) active = anyWanted;
+    if (active === undefined || (e.active ?? true) === active) continue;
+    e.active = active;
+    changed = true;
+  }
+  return changed;
 }

@@ -17,6 +17,7 @@ export {
   type TrackSource,
   type VideoQuality,
   type VideoLayerInfo,
+  type StreamState,
   type RemoteTrackSettings,
 } from './tracks.js';
 export type { ConnectionState, DataKind, RoomEvents } from './types.js';

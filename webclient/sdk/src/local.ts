@@ -1,10 +1,18 @@
-import { AddTrackRequest, MuteTrackRequest, TrackInfo, TrackType } from '@livekit/protocol';
+import { AddTrackRequest, MuteTrackRequest, SubscribedQualityUpdate, TrackInfo, TrackType } from '@livekit/protocol';
 import { encodeUserData, type SendDataOptions } from './data.js';
-import { layersToProto, planSimulcast, planSingle, type PlannedLayer, type VideoCodec } from './encodings.js';
+import {
+  layersToProto,
+  planSimulcast,
+  planSingle,
+  setLayersActive,
+  wantedQualities,
+  type PlannedLayer,
+  type VideoCodec,
+} from './encodings.js';
 import type { Emitter } from './events.js';
 import { Participant } from './participant.js';
 import type { RoomSession } from './session.js';
-import { TrackPublication, sourceToProto, type TrackSource } from './tracks.js';
+import { TrackPublication, qualityFromProto, sourceToProto, type TrackSource, type VideoQuality } from './tracks.js';
 import type { RoomEvents } from './types.js';
 
 /** How a local track is published. */
@@ -31,6 +39,13 @@ export class LocalTrackPublication extends TrackPublication {
   readonly stream: MediaStream;
   /** The planned encodings (simulcast layers). */
   planned: PlannedLayer[] = [];
+  /**
+   * The qualities the server last asked to be encoded (dynacast), lowest
+   * first; undefined until it says. Layers nobody receives are turned off.
+   */
+  subscribedQualities: VideoQuality[] | undefined;
+  /** Serializes the sender parameter changes of this publication. */
+  layerChanges: Promise<void> = Promise.resolve();
 
   /** Creates a publication that is not yet accepted by the server (sid ""). */
   constructor(
@@ -217,6 +232,36 @@ export class LocalParticipant extends Participant {
     } else {
       this.ctx.events.emit('localTrackUnpublished', pub, this);
     }
+  }
+
+  /**
+   * Applies the server's subscribedQualityUpdate (dynacast) to a published
+   * video track: the simulcast encodings of qualities nobody receives are
+   * turned off with setParameters, wanted ones back on. Resolves once the
+   * sender has the new parameters (a failure is logged at debug level).
+   */
+  applySubscribedQualities(update: SubscribedQualityUpdate): Promise<void> {
+    let pub: LocalTrackPublication | undefined;
+    for (const p of this.local.values()) if (p.sid === update.trackSid) pub = p;
+    if (!pub || pub.kind !== 'video') return Promise.resolve();
+    const codec = pub.mimeType || pub.options.codec;
+    const wanted = wantedQualities(update, codec);
+    if (wanted.size === 0) return Promise.resolve();
+    pub.subscribedQualities = [...wanted].filter(([, on]) => on).map(([q]) => q).sort((a, b) => a - b).map(qualityFromProto);
+    const target = pub;
+    // Each change reads the sender's current parameters after the previous
+    // one finished: overlapping getParameters/setParameters pairs fail.
+    const run = async () => {
+      const sender = target.sender;
+      if (!sender) return;
+      const params = sender.getParameters();
+      if (!params.encodings || !setLayersActive(params.encodings, wanted)) return;
+      await sender.setParameters(params);
+    };
+    target.layerChanges = target.layerChanges.then(run).catch((err) => {
+      console.debug('fanout: setting the published simulcast layers failed', err);
+    });
+    return target.layerChanges;
   }
 
   /** Sends a data message to the room (or to destinationIdentities). */

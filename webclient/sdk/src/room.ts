@@ -201,6 +201,12 @@ export class Room extends Emitter<RoomEvents> {
       case 'connectionQuality':
         this.participants.applyQuality(m.value.updates);
         break;
+      case 'streamStateUpdate':
+        this.participants.applyStreamStates(m.value.streamStates);
+        break;
+      case 'subscribedQualityUpdate':
+        void this.localParticipant.applySubscribedQualities(m.value);
+        break;
       case 'roomUpdate':
         if (m.value.room) this.metadata = m.value.room.metadata;
         break;
@@ -282,6 +288,7 @@ export class Room extends Emitter<RoomEvents> {
     });
   }
 
+  /** Sends a trackSetting; it always carries a quality (a missing one reads as LOW). */
   private sendSettings(trackSid: string, s: RemoteTrackSettings): void {
     this.session?.send({
       case: 'trackSetting',

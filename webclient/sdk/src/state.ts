@@ -1,7 +1,7 @@
-import { ConnectionQualityInfo, ParticipantInfo, ParticipantInfo_State, SpeakerInfo } from '@livekit/protocol';
+import { ConnectionQualityInfo, ParticipantInfo, ParticipantInfo_State, SpeakerInfo, StreamStateInfo } from '@livekit/protocol';
 import type { Emitter } from './events.js';
 import { Participant, RemoteParticipant, connectionQualityFromProto } from './participant.js';
-import { RemoteTrackPublication, type RemoteTrackControl } from './tracks.js';
+import { RemoteTrackPublication, streamStateFromProto, type RemoteTrackControl } from './tracks.js';
 import type { RoomEvents } from './types.js';
 
 /** A received media track waiting for its publication to be announced. */
@@ -173,7 +173,25 @@ export class RoomState {
     if (!track) return;
     pub.track = undefined;
     pub.receiver = undefined;
+    pub.streamState = 'active'; // the next subscription starts afresh
     this.events.emit('trackUnsubscribed', track, pub, p);
+  }
+
+  /**
+   * Applies a StreamStateUpdate: records whether the server forwards each
+   * track and emits trackStreamStateChanged when that changed. Tracks not
+   * (or no longer) known are ignored.
+   */
+  applyStreamStates(states: StreamStateInfo[]): void {
+    for (const s of states) {
+      const owner = this.bySid.get(s.participantSid) ?? this.ownerOf(s.trackSid);
+      const pub = owner?.trackPublications.get(s.trackSid);
+      if (!owner || !pub) continue;
+      const next = streamStateFromProto(s.state);
+      if (pub.streamState === next) continue;
+      pub.streamState = next;
+      this.events.emit('trackStreamStateChanged', pub, next, owner);
+    }
   }
 
   private ownerOf(trackSid: string): RemoteParticipant | undefined {

@@ -1,4 +1,4 @@
-import { TrackInfo, TrackSource as PbSource, TrackType, VideoQuality as PbQuality } from '@livekit/protocol';
+import { StreamState as PbStreamState, TrackInfo, TrackSource as PbSource, TrackType, VideoQuality as PbQuality } from '@livekit/protocol';
 
 /** Where a track comes from. */
 export type TrackSource = 'camera' | 'microphone' | 'screen_share' | 'screen_share_audio' | 'unknown';
@@ -8,6 +8,17 @@ export type TrackKind = 'audio' | 'video';
 
 /** A simulcast layer's quality. */
 export type VideoQuality = 'low' | 'medium' | 'high';
+
+/**
+ * Whether the server forwards a subscribed track's media: 'paused' when it
+ * has nothing to send (e.g. the publisher stopped the layers, or muted).
+ */
+export type StreamState = 'active' | 'paused';
+
+/** streamStateFromProto maps the wire's stream state to its name. */
+export function streamStateFromProto(s: PbStreamState): StreamState {
+  return s === PbStreamState.PAUSED ? 'paused' : 'active';
+}
 
 /** One simulcast layer of a published video track. */
 export interface VideoLayerInfo {
@@ -132,11 +143,15 @@ export interface RemoteTrackControl {
   updateSettings(trackSid: string, s: RemoteTrackSettings): void;
 }
 
-/** A subscriber's wishes for one remote track. */
+/**
+ * A subscriber's wishes for one remote track. Every trackSetting sent
+ * carries a quality: a server reads a missing one as LOW (the protobuf
+ * default).
+ */
 export interface RemoteTrackSettings {
   /** Pause the track without unsubscribing. */
   disabled: boolean;
-  /** Highest simulcast quality wanted. */
+  /** Highest simulcast quality wanted ('high' unless set with setVideoQuality). */
   quality: VideoQuality;
   /** Size the track is displayed at, 0 when unknown. */
   width: number;
@@ -150,6 +165,11 @@ export class RemoteTrackPublication extends TrackPublication {
   receiver: RTCRtpReceiver | undefined;
   /** Whether the app wants this track (the server auto-subscribes by default). */
   wanted = true;
+  /**
+   * Whether the server forwards the track's media, as it last said
+   * (streamStateUpdate); back to 'active' when the media stops arriving.
+   */
+  streamState: StreamState = 'active';
   private settings: RemoteTrackSettings = { disabled: false, quality: 'high', width: 0, height: 0 };
 
   /** Creates a remote publication whose requests go through control. */
@@ -176,14 +196,21 @@ export class RemoteTrackPublication extends TrackPublication {
     this.apply({ disabled: !enabled });
   }
 
-  /** Asks for at most this simulcast quality. */
+  /**
+   * Asks for at most this simulcast quality. It replaces a size given with
+   * setVideoDimensions (a server picks the layer by size when it has one).
+   */
   setVideoQuality(quality: VideoQuality): void {
-    this.apply({ quality });
+    this.apply({ quality, width: 0, height: 0 });
   }
 
-  /** Tells the server the size the video is shown at, so it can pick a layer. */
+  /**
+   * Tells the server the size the video is shown at, so it can pick the
+   * layer; it replaces a quality set with setVideoQuality (the quality sent
+   * along goes back to 'high').
+   */
   setVideoDimensions(width: number, height: number): void {
-    this.apply({ width: Math.round(width), height: Math.round(height) });
+    this.apply({ width: Math.round(width), height: Math.round(height), quality: 'high' });
   }
 
   /** The settings last requested. */

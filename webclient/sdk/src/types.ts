@@ -1,5 +1,5 @@
 import type { ConnectionQuality, Participant, RemoteParticipant } from './participant.js';
-import type { RemoteTrackPublication, TrackPublication } from './tracks.js';
+import type { RemoteTrackPublication, StreamState, TrackPublication } from './tracks.js';
 import type { LocalParticipant, LocalTrackPublication } from './local.js';
 
 /** The room's connection state. */
@@ -22,6 +22,12 @@ export type RoomEvents = {
   trackSubscribed: [track: MediaStreamTrack, publication: RemoteTrackPublication, participant: RemoteParticipant];
   /** The media of a remote track stopped arriving. */
   trackUnsubscribed: [track: MediaStreamTrack, publication: RemoteTrackPublication, participant: RemoteParticipant];
+  /**
+   * The server started ('active') or stopped ('paused') forwarding a
+   * subscribed track's media, e.g. because its publisher stopped sending
+   * the layers this subscriber may receive.
+   */
+  trackStreamStateChanged: [publication: RemoteTrackPublication, state: StreamState, participant: RemoteParticipant];
   /** A track (local or remote) was muted. */
   trackMuted: [publication: TrackPublication, participant: Participant];
   /** A track (local or remote) was unmuted. */

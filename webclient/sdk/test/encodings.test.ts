@@ -1,6 +1,17 @@
+import { SubscribedCodec, SubscribedQuality, SubscribedQualityUpdate, VideoQuality } from '@livekit/protocol';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { layersToProto, maxBitrateFor, planSimulcast, planSingle, sortCodecs, supportsCodec } from '../src/encodings.js';
+import {
+  layersToProto,
+  maxBitrateFor,
+  planSimulcast,
+  planSingle,
+  ridQuality,
+  setLayersActive,
+  sortCodecs,
+  supportsCodec,
+  wantedQualities,
+} from '../src/encodings.js';
 
 describe('simulcast planning', () => {
   it('plans q/h/f at 1/4, 1/2 and full size, lowest first', () => {
@@ -70,5 +81,54 @@ describe('codec preferences', () => {
   it('tells whether a codec is available', () => {
     assert.equal(supportsCodec(caps, 'av1'), true);
     assert.equal(supportsCodec(caps.slice(0, 2), 'vp9'), false);
+  });
+});
+
+describe('dynacast layers', () => {
+  const qs = (...on: (boolean | undefined)[]) =>
+    on.flatMap((enabled, q) => (enabled === undefined ? [] : [new SubscribedQuality({ quality: q as VideoQuality, enabled })]));
+  const flags = (m: Map<VideoQuality, boolean>) => [...m].map(([q, on]) => `${VideoQuality[q]}${on ? '+' : '-'}`).join(' ');
+  const encs = () => [{ rid: 'q', active: true }, { rid: 'h', active: true }, { rid: 'f', active: true }] as RTCRtpEncodingParameters[];
+
+  it('maps rids q/h/f to LOW/MEDIUM/HIGH', () => {
+    assert.deepEqual(['q', 'h', 'f', 'x', undefined].map(ridQuality), [VideoQuality.LOW, VideoQuality.MEDIUM, VideoQuality.HIGH, undefined, undefined]);
+  });
+
+  it('reads subscribedQualities, or the codec list of subscribedCodecs', () => {
+    const base = { trackSid: 'TR_1', subscribedQualities: qs(true, false, false) };
+    assert.equal(flags(wantedQualities(new SubscribedQualityUpdate(base), 'vp8')), 'LOW+ MEDIUM- HIGH-');
+    const codecs = [
+      new SubscribedCodec({ codec: 'vp8', qualities: qs(true, true, false) }),
+      new SubscribedCodec({ codec: 'av1', qualities: qs(false, false, true) }),
+    ];
+    assert.equal(flags(wantedQualities(new SubscribedQualityUpdate({ ...base, subscribedCodecs: codecs }), 'video/VP8')), 'LOW+ MEDIUM+ HIGH-');
+    assert.equal(flags(wantedQualities(new SubscribedQualityUpdate({ ...base, subscribedCodecs: codecs }), 'av1')), 'LOW- MEDIUM- HIGH+');
+    // Several codecs, none ours: subscribedQualities.
+    assert.equal(flags(wantedQualities(new SubscribedQualityUpdate({ ...base, subscribedCodecs: codecs }), 'h264')), 'LOW+ MEDIUM- HIGH-');
+    // A single codec listed is the track's, whatever its name.
+    const one = [new SubscribedCodec({ codec: 'VP8', qualities: qs(false, true, true) })];
+    assert.equal(flags(wantedQualities(new SubscribedQualityUpdate({ trackSid: 'TR_1', subscribedCodecs: one }), 'h264')), 'LOW- MEDIUM+ HIGH+');
+    assert.equal(wantedQualities(new SubscribedQualityUpdate({ trackSid: 'TR_1' }), 'vp8').size, 0);
+  });
+
+  it('sets active per encoding and reports whether anything changed', () => {
+    const e = encs();
+    assert.equal(setLayersActive(e, new Map([[VideoQuality.LOW, true], [VideoQuality.MEDIUM, false], [VideoQuality.HIGH, false]])), true);
+    assert.deepEqual(e.map((x) => x.active), [true, false, false]);
+    assert.equal(setLayersActive(e, new Map([[VideoQuality.LOW, true], [VideoQuality.MEDIUM, false]])), false, 'nothing to change');
+    assert.equal(setLayersActive(e, new Map([[VideoQuality.HIGH, true]])), true, 'qualities not mentioned stay as they are');
+    assert.deepEqual(e.map((x) => x.active), [true, false, true]);
+    assert.equal(setLayersActive(e, new Map()), false);
+    const noFlag = [{ rid: 'q' }] as RTCRtpEncodingParameters[];
+    assert.equal(setLayersActive(noFlag, new Map([[VideoQuality.LOW, true]])), false, 'active defaults to true');
+  });
+
+  it('keeps a single encoding active while any quality is wanted', () => {
+    const single = [{ active: true }] as RTCRtpEncodingParameters[];
+    assert.equal(setLayersActive(single, new Map([[VideoQuality.LOW, false], [VideoQuality.HIGH, true]])), false);
+    assert.equal(setLayersActive(single, new Map([[VideoQuality.LOW, false], [VideoQuality.HIGH, false]])), true);
+    assert.equal(single[0].active, false);
+    assert.equal(setLayersActive(single, new Map([[VideoQuality.HIGH, true]])), true);
+    assert.equal(single[0].active, true);
   });
 });

@@ -67,6 +67,51 @@ export function fakeTrack(id: string, kind: 'audio' | 'video' = 'video'): MediaS
   return t as unknown as MediaStreamTrack;
 }
 
+/**
+ * FakeSender is a stand-in for an RTCRtpSender: getParameters returns a
+ * copy of its encodings with a fresh transactionId, setParameters (which
+ * settles on the next turn, like the browser's) refuses a stale or reused
+ * transactionId and records every accepted change.
+ */
+export class FakeSender {
+  encodings: RTCRtpEncodingParameters[];
+  /** The encodings' active flags after each accepted setParameters, e.g. "q+ h- f-". */
+  readonly applied: string[] = [];
+  private tx = 0;
+  private issued = '';
+  failNext = false;
+
+  constructor(rids: string[] = ['q', 'h', 'f']) {
+    this.encodings = rids.map((rid) => (rid ? { rid, active: true } : { active: true }));
+  }
+
+  getParameters(): RTCRtpSendParameters {
+    this.issued = `tx${++this.tx}`;
+    return { transactionId: this.issued, encodings: this.encodings.map((e) => ({ ...e })) } as unknown as RTCRtpSendParameters;
+  }
+
+  async setParameters(p: RTCRtpSendParameters): Promise<void> {
+    await Promise.resolve();
+    if (p.transactionId !== this.issued) throw new Error(`stale transactionId ${p.transactionId} (want ${this.issued})`);
+    this.issued = '';
+    if (this.failNext) {
+      this.failNext = false;
+      throw new Error('setParameters failed');
+    }
+    this.encodings = p.encodings.map((e) => ({ ...e }));
+    this.applied.push(this.state());
+  }
+
+  /** The current active flags, e.g. "q+ h- f-". */
+  state(): string {
+    return this.encodings.map((e) => `${e.rid ?? '-'}${e.active === false ? '-' : '+'}`).join(' ');
+  }
+
+  asSender(): RTCRtpSender {
+    return this as unknown as RTCRtpSender;
+  }
+}
+
 /** fakeStream is a stand-in for a MediaStream. */
 export function fakeStream(id: string): MediaStream {
   return { id } as unknown as MediaStream;
@@ -84,6 +129,7 @@ export class Recorder {
     em.on('trackUnpublished', (t, p) => this.log.push(`unpublished ${p.identity} ${t.sid}`));
     em.on('trackSubscribed', (_m, t, p) => this.log.push(`subscribed ${p.identity} ${t.sid}`));
     em.on('trackUnsubscribed', (_m, t, p) => this.log.push(`unsubscribed ${p.identity} ${t.sid}`));
+    em.on('trackStreamStateChanged', (t, st, p) => this.log.push(`stream ${p.identity} ${t.sid} ${st}`));
     em.on('trackMuted', (t, p) => this.log.push(`muted ${name(p)} ${t.sid}`));
     em.on('trackUnmuted', (t, p) => this.log.push(`unmuted ${name(p)} ${t.sid}`));
     em.on('activeSpeakersChanged', (s) => this.log.push(`speakers [${s.map((p) => p.identity).join(',')}]`));

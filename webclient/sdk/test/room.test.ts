@@ -7,16 +7,24 @@ import {
   ParticipantInfo,
   ParticipantUpdate,
   Room as PbRoom,
+  SignalRequest,
   SignalResponse,
+  StreamState,
+  StreamStateInfo,
+  StreamStateUpdate,
+  SubscribedCodec,
+  SubscribedQuality,
+  SubscribedQualityUpdate,
   TrackInfo,
+  VideoQuality,
 } from '@livekit/protocol';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { encodeUserData } from '../src/data.js';
 import { Room } from '../src/room.js';
-import type { RoomSession, SessionFactory, SessionHandlers } from '../src/session.js';
+import type { PublishTrackOptions, RoomSession, SessionFactory, SessionHandlers } from '../src/session.js';
 import type { SignalMessage } from '../src/signal.js';
-import { FakeClock, Recorder, fakeStream, fakeTrack, participant, track } from './fakes.js';
+import { FakeClock, FakeSender, Recorder, fakeStream, fakeTrack, flush, participant, track } from './fakes.js';
 
 /** FakeSession records what the room sends and lets the test push server messages. */
 class FakeSession implements RoomSession {
@@ -41,8 +49,12 @@ class FakeSession implements RoomSession {
     return Promise.resolve(new TrackInfo({ sid: `TR_${req.cid}_${this.join.participant?.sid}`, type: req.type, source: req.source, muted: req.muted, layers: req.layers }));
   }
 
-  publishTrack(): RTCRtpSender {
-    return {} as RTCRtpSender;
+  senders: FakeSender[] = [];
+
+  publishTrack(_track: MediaStreamTrack, opts: PublishTrackOptions): RTCRtpSender {
+    const sender = new FakeSender((opts.encodings ?? [{}]).map((e) => e.rid ?? ''));
+    this.senders.push(sender);
+    return sender.asSender();
   }
 
   unpublishTrack(): void {}
@@ -270,5 +282,128 @@ describe('Room', () => {
     server.last.h.onData({ payload: new TextEncoder().encode('sys'), topic: undefined, senderIdentity: '', senderSid: '', kind: 'reliable' });
     assert.deepEqual(rec.take(), ['data yo t alice reliable', 'data sys - server reliable']);
     assert.ok(encodeUserData(new Uint8Array([1])).length > 0);
+  });
+
+  it('turns simulcast layers on and off as the server asks (subscribedQualityUpdate)', async () => {
+    const { server, room } = await setup();
+    const pub = await room.localParticipant.publishTrack(fakeTrack('cam1'), { stream: fakeStream('s1') });
+    const sender = server.last.senders[0];
+    assert.equal(sender.state(), 'q+ h+ f+');
+    const qualities = (...on: boolean[]) => on.map((enabled, q) => new SubscribedQuality({ quality: q as VideoQuality, enabled }));
+    const send = (update: SubscribedQualityUpdate) => server.last.signal({ case: 'subscribedQualityUpdate', value: update });
+
+    // Only q wanted (subscribedQualities, as Fanout sends it).
+    send(new SubscribedQualityUpdate({ trackSid: pub.sid, subscribedQualities: qualities(true, false, false) }));
+    await flush();
+    assert.equal(sender.state(), 'q+ h- f-');
+    assert.deepEqual(pub.subscribedQualities, ['low']);
+
+    // Two updates back to back: applied in order, each on fresh parameters.
+    send(new SubscribedQualityUpdate({ trackSid: pub.sid, subscribedQualities: qualities(true, true, false) }));
+    send(new SubscribedQualityUpdate({ trackSid: pub.sid, subscribedQualities: qualities(true, true, true) }));
+    await flush();
+    assert.deepEqual(sender.applied, ['q+ h- f-', 'q+ h+ f-', 'q+ h+ f+']);
+
+    // Nothing changes: no setParameters.
+    send(new SubscribedQualityUpdate({ trackSid: pub.sid, subscribedQualities: qualities(true, true, true) }));
+    await flush();
+    assert.equal(sender.applied.length, 3);
+
+    // subscribedCodecs: the list of our codec wins over subscribedQualities.
+    send(new SubscribedQualityUpdate({
+      trackSid: pub.sid,
+      subscribedQualities: qualities(true, true, true),
+      subscribedCodecs: [
+        new SubscribedCodec({ codec: 'h264', qualities: qualities(true, true, true) }),
+        new SubscribedCodec({ codec: 'vp8', qualities: qualities(false, true, false) }),
+      ],
+    }));
+    await flush();
+    assert.equal(sender.state(), 'q- h+ f-');
+    assert.deepEqual(pub.subscribedQualities, ['medium']);
+
+    // A failed setParameters is not fatal: the next update applies.
+    sender.failNext = true;
+    send(new SubscribedQualityUpdate({ trackSid: pub.sid, subscribedQualities: qualities(false, false, false) }));
+    await flush();
+    assert.equal(sender.state(), 'q- h+ f-');
+    send(new SubscribedQualityUpdate({ trackSid: pub.sid, subscribedQualities: qualities(true, false, false) }));
+    await flush();
+    assert.equal(sender.state(), 'q+ h- f-');
+
+    // Unknown tracks and audio tracks are ignored.
+    const mic = await room.localParticipant.publishTrack(fakeTrack('mic1', 'audio'), { stream: fakeStream('s2') });
+    const before = sender.applied.length;
+    send(new SubscribedQualityUpdate({ trackSid: 'TR_unknown', subscribedQualities: qualities(false, false, false) }));
+    send(new SubscribedQualityUpdate({ trackSid: mic.sid, subscribedQualities: qualities(false, false, false) }));
+    await flush();
+    assert.equal(sender.applied.length, before);
+    assert.deepEqual(server.last.senders[1].applied, []);
+  });
+
+  it('records stream states of remote tracks and emits trackStreamStateChanged', async () => {
+    const { server, room, rec } = await setup();
+    server.last.h.onTrack(fakeTrack('TR_av'), 'PA_a|TR_av', undefined, 'TR_av');
+    rec.take();
+    const pub = room.remoteParticipants.get('alice')?.trackPublications.get('TR_av');
+    assert.ok(pub);
+    assert.equal(pub.streamState, 'active');
+    const states = (state: StreamState, trackSid = 'TR_av') => ({
+      case: 'streamStateUpdate' as const,
+      value: new StreamStateUpdate({ streamStates: [new StreamStateInfo({ participantSid: 'PA_a', trackSid, state })] }),
+    });
+    server.last.signal(states(StreamState.PAUSED));
+    server.last.signal(states(StreamState.PAUSED)); // repeated: no event
+    assert.equal(pub.streamState, 'paused');
+    server.last.signal(states(StreamState.ACTIVE));
+    server.last.signal(states(StreamState.PAUSED, 'TR_gone')); // unknown track: ignored
+    assert.deepEqual(rec.take(), ['stream alice TR_av paused', 'stream alice TR_av active']);
+    server.last.signal(states(StreamState.PAUSED));
+    server.last.h.onTrackEnded('TR_av', pub.track as MediaStreamTrack);
+    assert.equal(pub.streamState, 'active', 'a new subscription starts active');
+    assert.deepEqual(rec.take(), ['stream alice TR_av paused', 'unsubscribed alice TR_av']);
+  });
+
+  it('sends a quality with every trackSetting (HIGH unless asked otherwise)', async () => {
+    const { server, room } = await setup();
+    const pub = room.remoteParticipants.get('alice')?.trackPublications.get('TR_av');
+    assert.ok(pub);
+    const settings = () =>
+      server.last.sent.filter((m) => m.case === 'trackSetting').map((m) => {
+        // What goes over the wire: a quality that is absent reads as LOW.
+        const wire = SignalRequest.fromBinary(new SignalRequest({ message: m }).toBinary()).message;
+        assert.ok(wire.case === 'trackSetting');
+        const v = wire.value;
+        return `${v.trackSids.join(',')} disabled=${v.disabled} ${VideoQuality[v.quality]} ${v.width}x${v.height}`;
+      });
+    pub.setEnabled(false);
+    pub.setEnabled(true);
+    pub.setVideoDimensions(640, 360);
+    pub.setVideoQuality('low'); // replaces the size
+    pub.setVideoQuality('medium');
+    pub.setVideoDimensions(1280, 720); // replaces the quality
+    pub.setVideoQuality('high');
+    assert.deepEqual(settings(), [
+      'TR_av disabled=true HIGH 0x0',
+      'TR_av disabled=false HIGH 0x0',
+      'TR_av disabled=false HIGH 640x360',
+      'TR_av disabled=false LOW 0x0',
+      'TR_av disabled=false MEDIUM 0x0',
+      'TR_av disabled=false HIGH 1280x720',
+      'TR_av disabled=false HIGH 0x0',
+    ]);
+  });
+
+  it('sends the chosen quality again after a rejoin', async () => {
+    const { server, clock, room } = await setup();
+    room.remoteParticipants.get('alice')?.trackPublications.get('TR_av')?.setVideoQuality('low');
+    server.last.h.onDrop('ice failed');
+    await clock.advance(250);
+    assert.equal(server.sessions.length, 2);
+    const sent = server.last.sent.filter((m) => m.case === 'trackSetting');
+    assert.equal(sent.length, 1);
+    assert.ok(sent[0].case === 'trackSetting');
+    assert.equal(sent[0].value.quality, VideoQuality.LOW);
+    assert.deepEqual(sent[0].value.trackSids, ['TR_av']);
   });
 });

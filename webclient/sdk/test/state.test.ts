@@ -150,13 +150,15 @@ describe('RoomState track bookkeeping', () => {
     pub.setSubscribed(false);
     pub.setVideoQuality('low');
     pub.setVideoQuality('low'); // unchanged: not sent again
-    pub.setVideoDimensions(320.4, 180);
+    pub.setVideoDimensions(320.4, 180); // a size replaces the quality (back to high)
     pub.setEnabled(false);
+    pub.setVideoQuality('medium'); // a quality replaces the size
     assert.deepEqual(calls, [
       'sub TR_1 false',
       'set TR_1 false low 0x0',
-      'set TR_1 false low 320x180',
-      'set TR_1 true low 320x180',
+      'set TR_1 false high 320x180',
+      'set TR_1 true high 320x180',
+      'set TR_1 true medium 0x0',
     ]);
   });
 });

@@ -7,6 +7,8 @@ import {
   RoomEvent,
   Track,
   VideoPresets,
+  VideoQuality,
+  DisconnectReason,
   type RemoteParticipant,
   type RemoteTrack,
   type RemoteTrackPublication,
@@ -56,11 +58,48 @@ interface OutboundStats {
   mimeType?: string;
 }
 
+/** Room options a test may change (the defaults keep both off). */
+interface ConnectOptions {
+  dynacast?: boolean;
+  adaptiveStream?: boolean;
+}
+
+/** One sample of the received camera video, taken by the frame sampler. */
+interface FrameSample {
+  /** performance.now() when the sample was taken. */
+  t: number;
+  framesDecoded: number;
+  keyFramesDecoded: number;
+  frameWidth: number;
+  frameHeight: number;
+  bytesReceived: number;
+  packetsReceived: number;
+  packetsLost: number;
+  framesReceived: number;
+  framesDropped: number;
+  pliCount: number;
+  firCount: number;
+  nackCount: number;
+  freezeCount: number;
+  /** The attached <video> element's intrinsic width. */
+  videoWidth: number;
+}
+
 const state = {
   room: undefined as Room | undefined,
   received: [] as Received[],
   events: [] as string[],
+  /** Things that should not happen in a healthy session (failed subscriptions, reconnects, unexpected disconnects). */
+  problems: [] as string[],
   identity: '',
+  leaving: false,
+  disconnectReason: undefined as string | undefined,
+};
+
+const sampler = {
+  running: false,
+  samples: [] as FrameSample[],
+  done: Promise.resolve(),
 };
 
 function log(msg: string) {
@@ -92,12 +131,17 @@ function attach(track: RemoteTrack, pub: RemoteTrackPublication, p: RemotePartic
   document.getElementById('remote')?.append(tile);
 }
 
-async function connect(url: string, token: string, identity: string): Promise<{ sid: string; identity: string; serverVersion?: string }> {
+function problem(msg: string) {
+  state.problems.push(msg);
+  log(`PROBLEM ${msg}`);
+}
+
+async function connect(url: string, token: string, identity: string, opts: ConnectOptions = {}): Promise<{ sid: string; identity: string; serverVersion?: string }> {
   state.identity = identity;
   setLogLevel(LogLevel.info);
   const r = new Room({
-    adaptiveStream: false,
-    dynacast: false,
+    adaptiveStream: opts.adaptiveStream ?? false,
+    dynacast: opts.dynacast ?? false,
     videoCaptureDefaults: { resolution: VideoPresets.h720.resolution },
     publishDefaults: {
       simulcast: true,
@@ -112,12 +156,17 @@ async function connect(url: string, token: string, identity: string): Promise<{ 
       log(`track subscribed ${p.identity} ${track.kind} ${pub.trackSid} ${pub.mimeType ?? ''}`);
       attach(track, pub, p);
     })
-    .on(RoomEvent.TrackSubscriptionFailed, (sid, p, reason) => log(`track subscription failed ${p.identity} ${sid} ${reason ?? ''}`))
-    .on(RoomEvent.Disconnected, (reason) => log(`disconnected ${reason}`))
-    .on(RoomEvent.Reconnecting, () => log('reconnecting'))
-    .on(RoomEvent.SignalReconnecting, () => log('signal reconnecting'))
+    .on(RoomEvent.TrackSubscriptionFailed, (sid, p, reason) => problem(`track subscription failed ${p.identity} ${sid} ${reason ?? ''}`))
+    .on(RoomEvent.TrackStreamStateChanged, (pub, streamState, p) => log(`stream state ${p.identity} ${pub.trackSid} ${streamState}`))
+    .on(RoomEvent.Disconnected, (reason) => {
+      state.disconnectReason = reason === undefined ? 'undefined' : (DisconnectReason[reason] ?? String(reason));
+      log(`disconnected ${state.disconnectReason}`);
+      if (!state.leaving) problem(`disconnected by the server or the network: ${state.disconnectReason}`);
+    })
+    .on(RoomEvent.Reconnecting, () => problem('reconnecting'))
+    .on(RoomEvent.SignalReconnecting, () => problem('signal reconnecting'))
     .on(RoomEvent.Reconnected, () => log('reconnected'))
-    .on(RoomEvent.MediaDevicesError, (e) => log(`media devices error ${e.message}`))
+    .on(RoomEvent.MediaDevicesError, (e) => problem(`media devices error ${e.message}`))
     .on(RoomEvent.LocalTrackPublished, (pub) => log(`local track published ${pub.kind} ${pub.trackSid}`))
     .on(RoomEvent.DataReceived, (payload: Uint8Array, p?: RemoteParticipant, kind?: DataPacket_Kind, topic?: string) => {
       const text = new TextDecoder().decode(payload);
@@ -254,8 +303,102 @@ async function sendData(text: string, topic: string, destinationIdentities?: str
   log(`data sent topic ${topic}: ${text}`);
 }
 
-async function disconnect(): Promise<void> {
+/** The camera publication of a remote participant. */
+function remoteCamera(identity: string): RemoteTrackPublication {
+  const p = room().remoteParticipants.get(identity);
+  const pub = p?.getTrackPublication(Track.Source.Camera);
+  if (!pub) throw new Error(`no camera publication of ${identity}`);
+  return pub;
+}
+
+/**
+ * Asks for at most this quality of a remote camera (livekit-client sends a
+ * trackSetting); returns performance.now() at the call.
+ */
+function setVideoQuality(identity: string, quality: 'low' | 'medium' | 'high'): number {
+  const q = quality === 'low' ? VideoQuality.LOW : quality === 'medium' ? VideoQuality.MEDIUM : VideoQuality.HIGH;
+  const t = performance.now();
+  remoteCamera(identity).setVideoQuality(q);
+  log(`setVideoQuality ${identity} ${quality}`);
+  return t;
+}
+
+/** One sample of a remote camera's inbound-rtp stats and <video> size. */
+async function sampleCamera(identity: string): Promise<FrameSample | undefined> {
+  const pub = remoteCamera(identity);
+  const receiver = pub.track?.receiver;
+  if (!receiver) return undefined;
+  const t = performance.now();
+  const report = await receiver.getStats();
+  let out: FrameSample | undefined;
+  report.forEach((s) => {
+    if (s.type !== 'inbound-rtp' || s.kind !== 'video') return;
+    const el = pub.track?.attachedElements[0] as HTMLVideoElement | undefined;
+    out = {
+      t,
+      framesDecoded: s.framesDecoded ?? 0,
+      keyFramesDecoded: s.keyFramesDecoded ?? 0,
+      frameWidth: s.frameWidth ?? 0,
+      frameHeight: s.frameHeight ?? 0,
+      bytesReceived: s.bytesReceived ?? 0,
+      packetsReceived: s.packetsReceived ?? 0,
+      packetsLost: s.packetsLost ?? 0,
+      framesReceived: s.framesReceived ?? 0,
+      framesDropped: s.framesDropped ?? 0,
+      pliCount: s.pliCount ?? 0,
+      firCount: s.firCount ?? 0,
+      nackCount: s.nackCount ?? 0,
+      freezeCount: s.freezeCount ?? 0,
+      videoWidth: el?.videoWidth ?? 0,
+    };
+  });
+  return out;
+}
+
+/**
+ * Samples a remote camera every intervalMs (on a fixed schedule) until
+ * stopSampler; the samples are read with samples(from).
+ */
+function startSampler(identity: string, intervalMs = 100): void {
+  if (sampler.running) throw new Error('sampler already running');
+  sampler.running = true;
+  sampler.samples = [];
+  const start = performance.now();
+  sampler.done = (async () => {
+    for (let k = 1; sampler.running; k++) {
+      try {
+        const s = await sampleCamera(identity);
+        if (s) sampler.samples.push(s);
+      } catch (err) {
+        log(`sample failed: ${(err as Error).message}`);
+      }
+      const wait = start + k * intervalMs - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    }
+  })();
+}
+
+async function stopSampler(): Promise<void> {
+  sampler.running = false;
+  await sampler.done;
+}
+
+/** The encodings of the local camera's sender: rid and active. */
+function senderEncodings(): { rid?: string; active: boolean; scale?: number }[] {
+  for (const pub of room().localParticipant.trackPublications.values()) {
+    if (pub.source !== Track.Source.Camera) continue;
+    const sender = pub.track?.sender;
+    if (!sender) continue;
+    return sender.getParameters().encodings.map((e) => ({ rid: e.rid, active: e.active ?? true, scale: e.scaleResolutionDownBy }));
+  }
+  return [];
+}
+
+/** Leaves the room; resolves with the final state and the Disconnected reason. */
+async function disconnect(): Promise<{ state: string; reason?: string }> {
+  state.leaving = true;
   await state.room?.disconnect();
+  return { state: state.room?.state ?? 'none', reason: state.disconnectReason };
 }
 
 const api = {
@@ -267,6 +410,13 @@ const api = {
   publisherTransport,
   sendData,
   disconnect,
+  setVideoQuality,
+  sampleCamera,
+  startSampler,
+  stopSampler,
+  samples: (from = 0) => sampler.samples.slice(from),
+  senderEncodings,
+  problems: () => state.problems,
   received: () => state.received,
   events: () => state.events,
   connectionState: () => state.room?.state ?? 'none',
