@@ -43,6 +43,7 @@ fuzz:
 	$(GO) test -run xxx -fuzz FuzzDownTrackRTCP -fuzztime 30s ./sfu/
 	$(GO) test -run xxx -fuzz FuzzKeyframe -fuzztime 30s ./simulcast/
 	$(GO) test -run xxx -fuzz FuzzREDPrimary -fuzztime 30s ./simulcast/
+	$(GO) test -run xxx -fuzz FuzzParseVP8 -fuzztime 30s ./simulcast/
 
 # Rebuild the TypeScript SDK's demo pages into webclient/dist (committed and
 # embedded by the server, so plain `go build` needs no Node).
