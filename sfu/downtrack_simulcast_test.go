@@ -273,3 +273,36 @@ func TestDownTrackIgnoresRetransmittedKeyframes(t *testing.T) {
 		t.Fatalf("a fresh LOW keyframe: layer %d, %d packets sent, want layer 0 continuing the sequence", d.CurrentLayer(), len(sent)-before)
 	}
 }
+
+// TestUpTrackLayerBitrates measures layers sending at known rates: one
+// packet per 33 ms tick on LOW and three on HIGH, HIGH's with temporal ids
+// 0, 1, 2 in turn; rates are cumulative over temporal layers.
+func TestUpTrackLayerBitrates(t *testing.T) {
+	f := newSimulcastFixture()
+	f.up.UpdateBitrates()
+	var size int
+	for i := 0; i < 300; i++ { // 10 s
+		f.tick()
+		size = len(f.send(0, vp8Frame{key: i == 0, pid: uint16(i)}))
+		for k := uint8(0); k < 3; k++ {
+			f.send(2, vp8Frame{key: i == 0 && k == 0, pid: uint16(3*i) + uint16(k), tid: k})
+		}
+		if i%9 == 8 {
+			f.up.UpdateBitrates()
+		}
+	}
+	perTick := float64(size*8) / 0.033 // bits/s of one packet per tick
+	rates := f.up.LayerBitrates()
+	near := func(got uint64, want float64) bool { return float64(got) > 0.9*want && float64(got) < 1.1*want }
+	if !near(rates[0][0], perTick) || rates[0][3] != rates[0][0] {
+		t.Errorf("LOW: %v, want about %.0f at every temporal level", rates[0], perTick)
+	}
+	for tid := 0; tid < 3; tid++ {
+		if !near(rates[2][tid], perTick*float64(tid+1)) {
+			t.Errorf("HIGH up to TL%d: %d, want about %.0f", tid, rates[2][tid], perTick*float64(tid+1))
+		}
+	}
+	if rates[1] != [4]uint64{} {
+		t.Errorf("MEDIUM (never sent): %v", rates[1])
+	}
+}

@@ -126,13 +126,15 @@ func (r *Room) speakerLoop() {
 
 // expireLayers lets every published video track notice simulcast layers
 // (or all its streams) that stopped arriving, which its reader goroutines
-// cannot see when nothing arrives at all.
+// cannot see when nothing arrives at all, and measures every track's
+// layer bitrates.
 func (r *Room) expireLayers() {
 	for _, p := range r.Participants() {
 		for _, t := range p.pub.publishedTracks() {
 			if t.up.Kind() == webrtc.RTPCodecTypeVideo {
 				t.up.ExpireLayers()
 			}
+			t.up.UpdateBitrates()
 		}
 	}
 }

@@ -69,7 +69,24 @@ type upLayer struct {
 	lastPLI     atomic.Int64
 	lastArrival atomic.Int64
 	report      atomic.Pointer[simulcast.SenderReport] // the newest sender report
+	// bytes counts the bytes received per temporal layer (index 0 also for
+	// streams without temporal layers); written by the reader goroutine.
+	bytes [simulcast.AllTemporal + 1]atomic.Uint64
+	// rates is the measured bitrate (bits/s) of each temporal layer alone,
+	// updated by UpdateBitrates; meter is its state (UpdateBitrates only).
+	rates [simulcast.AllTemporal + 1]atomic.Uint64
+	meter bitrateMeter
 }
+
+// bitrateMeter turns byte counters into smoothed bitrates.
+type bitrateMeter struct {
+	last      [simulcast.AllTemporal + 1]uint64
+	lastNanos int64
+}
+
+// bitrateSmoothing is the weight of the newest sample in a layer's bitrate
+// (sampled every speakerInterval, about a one-second time constant).
+const bitrateSmoothing = 0.3
 
 // UpTrack is a published track: one goroutine per received stream (simulcast
 // layer) reads RTP, keeps each packet once in that layer's cache and fans it
@@ -236,6 +253,57 @@ func (t *UpTrack) ReadCached(layer int8, seq uint16, dst []byte) (int, bool) {
 	return l.cache.Get(seq, dst)
 }
 
+// UpdateBitrates measures each layer's bitrate from the bytes received
+// since the last call; the room calls it periodically.
+func (t *UpTrack) UpdateBitrates() {
+	now := t.nowNanos()
+	for i := range t.layers {
+		if l := t.layers[i].Load(); l != nil {
+			l.updateRates(now)
+		}
+	}
+}
+
+func (l *upLayer) updateRates(now int64) {
+	m := &l.meter
+	if m.lastNanos == 0 || now <= m.lastNanos {
+		for i := range l.bytes {
+			m.last[i] = l.bytes[i].Load()
+		}
+		m.lastNanos = now
+		return
+	}
+	dt := float64(now-m.lastNanos) / 1e9
+	for i := range l.bytes {
+		b := l.bytes[i].Load()
+		sample := float64(b-m.last[i]) * 8 / dt
+		m.last[i] = b
+		old := float64(l.rates[i].Load())
+		l.rates[i].Store(uint64(old + bitrateSmoothing*(sample-old)))
+	}
+	m.lastNanos = now
+}
+
+// LayerBitrates returns the measured bitrate of every layer the publisher
+// currently sends, per spatial layer and cumulative over temporal layers
+// (entry [s][t] is layer s with temporal layers 0..t); 0 for layers not
+// received.
+func (t *UpTrack) LayerBitrates() (out [simulcast.MaxSpatial][simulcast.AllTemporal + 1]uint64) {
+	avail := t.AvailableLayers()
+	for s := range t.layers {
+		l := t.layers[s].Load()
+		if l == nil || !avail.Has(int8(s)) {
+			continue
+		}
+		var sum uint64
+		for tid := range l.rates {
+			sum += l.rates[tid].Load()
+			out[s][tid] = sum
+		}
+	}
+	return out
+}
+
 // SetSenderReport records a sender report of a layer (from whoever reads
 // the publisher's RTCP).
 func (t *UpTrack) SetSenderReport(layer int8, sr simulcast.SenderReport) {
@@ -331,6 +399,7 @@ func (t *UpTrack) forward(l *upLayer, raw []byte, pkt *rtp.Packet, out *Packet) 
 	out.Arrival = now
 	out.Layer = l.index
 	describePacket(t.codec, out)
+	l.bytes[min(max(out.TID, 0), simulcast.AllTemporal)].Add(uint64(len(raw)))
 	if stored == StoredLate {
 		// A reordered or retransmitted packet is forwarded into the
 		// stream it belongs to, but never starts a frame or a switch:
