@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/livekit/protocol/livekit"
 	"github.com/pion/rtcp"
@@ -94,6 +95,7 @@ type DownTrack struct {
 	want     atomic.Int32 // spatial layer the selector aims for, -1: none
 	active   atomic.Bool  // stream state last reported
 	switches atomic.Uint64
+	rr       receiverReport // the subscriber's view of this stream
 
 	// scratch[l] is used only by the reader goroutine of layer l.
 	scratch []writeScratch
@@ -482,12 +484,27 @@ func (d *DownTrack) handleRTCP(pkts []rtcp.Packet) {
 			if l := d.CurrentLayer(); l >= 0 {
 				d.p.Track.RequestKeyframe(l)
 			}
+		case *rtcp.ReceiverReport:
+			d.recordReports(p.Reports)
 		case *rtcp.TransportLayerNack:
 			for _, pair := range p.Nacks {
 				for _, seq := range pair.PacketList() {
 					d.retransmit(seq)
 				}
 			}
+		}
+	}
+}
+
+// recordReports keeps the subscriber's report on this DownTrack's stream.
+func (d *DownTrack) recordReports(reports []rtcp.ReceptionReport) {
+	b := d.bound.Load()
+	if b == nil {
+		return
+	}
+	for _, r := range reports {
+		if r.SSRC == b.ssrc {
+			d.rr.record(r, d.clockRate, time.Now())
 		}
 	}
 }

@@ -20,7 +20,10 @@ type ManagerParams struct {
 	DepartureTimeout   time.Duration
 	ParticipantTimeout time.Duration
 	MaxParticipants    int
-	Logger             *slog.Logger
+	// QualityInterval is how often clients hear everyone's connection
+	// quality (default 5 s).
+	QualityInterval time.Duration
+	Logger          *slog.Logger
 }
 
 // Manager holds the rooms of this node.
@@ -63,6 +66,7 @@ func (m *Manager) GetOrCreateRoom(name livekit.RoomName, opts RoomOptions) (*Roo
 		ICEServers: m.params.ICEServers, EmptyTimeout: m.params.EmptyTimeout,
 		DepartureTimeout: m.params.DepartureTimeout, ParticipantTimeout: m.params.ParticipantTimeout,
 		MaxParticipants: m.params.MaxParticipants, Metadata: opts.Metadata, Logger: m.params.Logger,
+		QualityInterval: m.params.QualityInterval,
 	}
 	if opts.EmptyTimeout > 0 {
 		p.EmptyTimeout = opts.EmptyTimeout

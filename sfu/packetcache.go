@@ -36,6 +36,10 @@ type PacketCache struct {
 	highest uint64
 	// tooOld counts consecutive packets refused for being too old.
 	tooOld int
+	// first is the extended sequence number of the first packet since the
+	// last resync, and received the packets stored since then: the
+	// publisher's loss is what the sequence numbers expected but never came.
+	first, received uint64
 }
 
 // cacheSlot describes the packet held in one slot of the slab.
@@ -113,6 +117,10 @@ func (c *PacketCache) Store(raw []byte) StoreResult {
 		}
 	}
 	c.tooOld = 0
+	if c.first == 0 || ext < c.first {
+		c.first = ext
+	}
+	c.received++
 	i := ext & c.mask
 	copy(c.slab[i*MaxPacketSize:], raw)
 	c.slots[i] = cacheSlot{ext: ext, n: len(raw)}
@@ -161,4 +169,16 @@ func (c *PacketCache) resync(seq uint16) {
 	// so no value from before the jump can be mistaken for a new one.
 	c.highest += 1<<16 + uint64(seq-uint16(c.highest))
 	c.tooOld = 0
+	c.first, c.received = 0, 0
+}
+
+// Counts returns how many packets the sequence numbers say were sent since
+// the first one stored, and how many of them arrived.
+func (c *PacketCache) Counts() (expected, received uint64) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.first == 0 {
+		return 0, 0
+	}
+	return c.highest - c.first + 1, c.received
 }

@@ -21,6 +21,7 @@ type RoomParams struct {
 	DepartureTimeout   time.Duration // close this long after the last participant left
 	ParticipantTimeout time.Duration // remove a participant whose signal vanished
 	MaxParticipants    int
+	QualityInterval    time.Duration // connectionQuality updates (default 5 s)
 	Metadata           string
 	Logger             *slog.Logger
 	// OnClose is called once when the room closes.
@@ -60,6 +61,7 @@ func newRoom(p RoomParams) *Room {
 	r.log = p.Logger.With("room", p.Name)
 	r.armIdleTimer(p.EmptyTimeout)
 	go r.speakerLoop()
+	go r.qualityLoop()
 	return r
 }
 

@@ -76,6 +76,7 @@ type upLayer struct {
 	// updated by UpdateBitrates; meter is its state (UpdateBitrates only).
 	rates [simulcast.AllTemporal + 1]atomic.Uint64
 	meter bitrateMeter
+	loss  lossMeter // used by the room's quality loop only
 }
 
 // bitrateMeter turns byte counters into smoothed bitrates.
@@ -302,6 +303,23 @@ func (t *UpTrack) LayerBitrates() (out [simulcast.MaxSpatial][simulcast.AllTempo
 		}
 	}
 	return out
+}
+
+// sampleLoss returns the worst loss of the track's layers since the last
+// call; the room's quality loop is its only caller.
+func (t *UpTrack) sampleLoss() (float64, bool) {
+	worst, any := 0.0, false
+	for i := range t.layers {
+		l := t.layers[i].Load()
+		if l == nil {
+			continue
+		}
+		expected, received := l.cache.Counts()
+		if loss, ok := l.loss.sample(expected, received); ok {
+			worst, any = max(worst, loss), true
+		}
+	}
+	return worst, any
 }
 
 // SetSenderReport records a sender report of a layer (from whoever reads

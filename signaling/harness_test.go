@@ -39,6 +39,7 @@ type node struct {
 type nodeOptions struct {
 	participantTimeout time.Duration
 	departureTimeout   time.Duration
+	qualityInterval    time.Duration
 }
 
 func startNode(t *testing.T, opts nodeOptions) *node {
@@ -60,6 +61,7 @@ func startNode(t *testing.T, opts nodeOptions) *node {
 		EmptyTimeout:       time.Minute,
 		DepartureTimeout:   opts.departureTimeout,
 		ParticipantTimeout: opts.participantTimeout,
+		QualityInterval:    opts.qualityInterval,
 		Logger:             log,
 	})
 	mux := http.NewServeMux()

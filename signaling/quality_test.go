@@ -1,0 +1,81 @@
+package signaling_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/fanout-sfu/fanout/signaling/client"
+)
+
+// dropEveryNth drops every nth sequence number of the video a subscriber
+// receives, retransmissions included: a lasting loss the receiver reports.
+type dropEveryNth struct {
+	interceptor.NoOp
+	n uint16
+}
+
+func (d *dropEveryNth) BindRemoteStream(info *interceptor.StreamInfo, reader interceptor.RTPReader) interceptor.RTPReader {
+	if info.MimeType != webrtc.MimeTypeVP8 {
+		return reader
+	}
+	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		for {
+			n, attr, err := reader.Read(b, a)
+			if err != nil {
+				return n, attr, err
+			}
+			var h rtp.Header
+			if _, err := h.Unmarshal(b[:n]); err != nil || h.SequenceNumber%d.n != 0 {
+				return n, attr, nil
+			}
+		}
+	})
+}
+
+type dropEveryNthFactory struct{ d *dropEveryNth }
+
+func (f dropEveryNthFactory) NewInterceptor(string) (interceptor.Interceptor, error) { return f.d, nil }
+
+// waitQuality waits until c hears that participant sid has quality want.
+func waitQuality(t *testing.T, c *client.Client, sid string, want livekit.ConnectionQuality) *livekit.ConnectionQualityInfo {
+	t.Helper()
+	var got *livekit.ConnectionQualityInfo
+	_, err := c.WaitFor(ctxTimeout(t, 10*time.Second), func(m *livekit.SignalResponse) bool {
+		for _, u := range m.GetConnectionQuality().GetUpdates() {
+			if u.ParticipantSid == sid && u.Quality == want {
+				got = u
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		t.Fatalf("never told %s is %s: %v", sid, want, err)
+	}
+	return got
+}
+
+// TestConnectionQuality has bob lose a fifth of the video he receives, for
+// good (retransmissions too): everyone hears bob is POOR, from his receiver
+// reports, while alice, whose paths are clean, stays EXCELLENT.
+func TestConnectionQuality(t *testing.T) {
+	checkLeaks(t)
+	n := startNode(t, nodeOptions{qualityInterval: 300 * time.Millisecond})
+	alice := n.join(t, "quality", "alice", client.Options{})
+	bob := n.join(t, "quality", "bob", client.Options{Configure: func(_ *webrtc.MediaEngine, ir *interceptor.Registry) error {
+		ir.Add(dropEveryNthFactory{&dropEveryNth{n: 5}})
+		return nil
+	}})
+	watchTracks(bob) // reading is what runs bob's interceptors
+	publishVideo(t, alice, "cam")
+	bobSid := bob.Join.Participant.Sid
+	poor := waitQuality(t, alice, bobSid, livekit.ConnectionQuality_POOR)
+	waitQuality(t, bob, bobSid, livekit.ConnectionQuality_POOR)
+	ok := waitQuality(t, bob, alice.Join.Participant.Sid, livekit.ConnectionQuality_EXCELLENT)
+	t.Logf("bob %s (%.2f), alice %s (%.2f)", poor.Quality, poor.Score, ok.Quality, ok.Score)
+}
