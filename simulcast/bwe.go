@@ -1,0 +1,277 @@
+package simulcast
+
+import (
+	"math"
+	"time"
+)
+
+// PacketResult is one sent packet as transport-wide feedback reports it.
+type PacketResult struct {
+	Seq      uint16 // transport-wide sequence number (informational)
+	SendTime int64  // unix nanoseconds when the SFU sent it
+	Arrival  int64  // receiver's arrival time in nanoseconds (any base, from the feedback), valid when Received
+	Size     int    // bytes on the wire (RTP header + payload + padding)
+	Received bool
+	Probe    bool // a padding/probe packet (sent to test for headroom)
+}
+
+// BandwidthEstimator estimates, from a subscriber's feedback, the bitrate
+// its path can carry. Not safe for concurrent use: the caller serializes.
+type BandwidthEstimator interface {
+	// OnFeedback takes one transport-wide feedback; results in send order.
+	OnFeedback(now int64, results []PacketResult)
+	// OnREMB takes a receiver's own estimate, which caps ours for a while.
+	OnREMB(now int64, bps uint64)
+	// OnRTT takes a round-trip time measurement (from RTCP).
+	OnRTT(now int64, rtt time.Duration)
+	// Estimate is the bitrate, in bits per second, the path can carry.
+	Estimate(now int64) uint64
+	// State is a snapshot of the estimator for logs and debugging.
+	State(now int64) BWEState
+}
+
+// Default bitrates of GCCConfig, in bits per second.
+//
+// The initial 1 Mbit/s lets a subscriber start on a mid simulcast layer
+// (typically 400-800 kbit/s) at once, while a path that cannot carry it
+// (cellular, congested Wi-Fi) sees at most a few hundred milliseconds of
+// queueing before the delay detector backs off; the start-up ramp (see
+// startupGrowth) or the probe planner find higher rates within seconds.
+const (
+	DefaultInitialBitrate = 1_000_000
+	DefaultMinBitrate     = 30_000
+	DefaultMaxBitrate     = 20_000_000
+)
+
+// RembTimeout is how long a REMB caps the estimate: three times Chrome's
+// one-second REMB interval, so two lost REMBs do not release the cap.
+const RembTimeout = 3 * time.Second
+
+// GCCConfig bounds a GCC estimator, in bits per second. Zero fields take the
+// defaults; Initial is clamped to [Min, Max].
+type GCCConfig struct {
+	Initial uint64
+	Min     uint64
+	Max     uint64
+}
+
+// withDefaults fills zero fields and makes the bounds consistent.
+func (c GCCConfig) withDefaults() GCCConfig {
+	if c.Min == 0 {
+		c.Min = DefaultMinBitrate
+	}
+	if c.Max == 0 {
+		c.Max = DefaultMaxBitrate
+	}
+	if c.Max < c.Min {
+		c.Max = c.Min
+	}
+	if c.Initial == 0 {
+		c.Initial = DefaultInitialBitrate
+	}
+	c.Initial = min(max(c.Initial, c.Min), c.Max)
+	return c
+}
+
+// DelaySignal is what the delay-based detector concludes about the path.
+type DelaySignal uint8
+
+// Delay signals.
+const (
+	// DelayNormal: queueing delay is stable.
+	DelayNormal DelaySignal = iota
+	// DelayOverusing: queueing delay grows; the path is congested.
+	DelayOverusing
+	// DelayUnderusing: queueing delay shrinks; a queue is draining.
+	DelayUnderusing
+)
+
+// String names the signal for logs.
+func (s DelaySignal) String() string {
+	switch s {
+	case DelayNormal:
+		return "normal"
+	case DelayOverusing:
+		return "overusing"
+	case DelayUnderusing:
+		return "underusing"
+	}
+	return "unknown"
+}
+
+// BWEState is a snapshot of an estimator for logs and debugging. Bitrates
+// are in bits per second.
+type BWEState struct {
+	Estimate   uint64        // final estimate (what Estimate returns)
+	DelayBased uint64        // delay-based (AIMD) estimate
+	LossBased  uint64        // loss-based cap, 0 when loss does not limit
+	REMB       uint64        // receiver's cap, 0 when none is current
+	Acked      uint64        // bitrate the receiver got, 0 until measured
+	Signal     DelaySignal   // delay detector's conclusion
+	Trend      float64       // modified delay trend compared to Threshold (ms)
+	Threshold  float64       // adaptive overuse threshold (ms)
+	LossRatio  float64       // lost fraction of the last loss window
+	Startup    bool          // still ramping up before the first congestion
+	RTT        time.Duration // last round-trip time given to OnRTT
+}
+
+// GCC is a send-side bandwidth estimator after Google Congestion Control
+// (draft-ietf-rmcat-gcc): a delay-based AIMD controller driven by a
+// trendline of one-way delay variation, capped by a loss-based controller
+// and by the receiver's REMB. It implements BandwidthEstimator.
+type GCC struct {
+	min, max float64
+
+	groups   interArrival
+	trend    trendline
+	detector overuseDetector
+	acked    ackedRate
+	rate     rateControl
+	loss     lossControl
+	probe    probeMeter
+
+	remb   float64
+	rembAt int64
+	isREMB bool
+	rtt    time.Duration
+}
+
+var _ BandwidthEstimator = (*GCC)(nil)
+
+// defaultRTT is assumed until OnRTT reports one.
+const defaultRTT = 100 * time.Millisecond
+
+// NewGCC returns an estimator starting at cfg.Initial.
+func NewGCC(cfg GCCConfig) *GCC {
+	cfg = cfg.withDefaults()
+	g := &GCC{min: float64(cfg.Min), max: float64(cfg.Max), rtt: defaultRTT}
+	g.detector.reset()
+	g.rate.init(float64(cfg.Initial))
+	return g
+}
+
+// OnFeedback takes the results of one transport-wide feedback, in send
+// order. It does not allocate.
+func (g *GCC) OnFeedback(now int64, results []PacketResult) {
+	if len(results) == 0 {
+		return
+	}
+	overused, received := false, false
+	for i := range results {
+		r := &results[i]
+		g.loss.add(r)
+		g.probe.add(r)
+		if !r.Received {
+			continue
+		}
+		received = true
+		g.acked.add(r.Arrival, r.Size)
+		d, st := g.groups.add(r.SendTime, r.Arrival)
+		switch st {
+		case groupReset:
+			g.trend.reset()
+			g.detector.resetTime()
+		case groupDelta:
+			if g.onDelta(d) == DelayOverusing {
+				overused = true
+			}
+		}
+	}
+	signal := g.detector.signal
+	if overused {
+		signal = DelayOverusing
+	}
+	acked, ackedOK := g.acked.rate()
+	if received {
+		g.rate.update(now, signal, acked, ackedOK, g.rtt)
+	}
+	if p := g.probe.take(); p > 0 && signal != DelayOverusing && g.detector.trend < g.detector.threshold {
+		g.rate.raise(p)
+	}
+	if g.loss.update(now, g.current(now), g.rate.rate) {
+		g.rate.endStartup()
+	}
+	g.rate.clamp(g.min, g.max)
+	g.loss.clamp(g.min, g.max)
+}
+
+// onDelta runs one inter-group delay variation through the trendline and
+// the overuse detector.
+func (g *GCC) onDelta(d groupDeltas) DelaySignal {
+	slope, ok := g.trend.update(d)
+	if !ok {
+		return g.detector.signal
+	}
+	return g.detector.detect(g.trend.modified(slope), d)
+}
+
+// OnREMB caps the estimate at a receiver's own estimate for RembTimeout.
+func (g *GCC) OnREMB(now int64, bps uint64) {
+	g.remb, g.rembAt, g.isREMB = float64(bps), now, true
+}
+
+// OnRTT takes a round-trip time measurement; it paces decreases and the
+// additive increase.
+func (g *GCC) OnRTT(now int64, rtt time.Duration) {
+	if rtt <= 0 {
+		return
+	}
+	g.rtt = min(rtt, 10*time.Second)
+}
+
+// rembCap is the REMB bitrate if one is current at now.
+func (g *GCC) rembCap(now int64) (float64, bool) {
+	if !g.isREMB {
+		return 0, false
+	}
+	age := now - g.rembAt
+	if age > int64(RembTimeout) || age < -int64(RembTimeout) {
+		return 0, false
+	}
+	return g.remb, true
+}
+
+// current is the final estimate before clamping: the smallest of the
+// delay-based estimate, the loss-based cap and a current REMB.
+func (g *GCC) current(now int64) float64 {
+	e := g.rate.rate
+	if b := g.loss.bound; b > 0 {
+		e = math.Min(e, b)
+	}
+	if r, ok := g.rembCap(now); ok {
+		e = math.Min(e, r)
+	}
+	return e
+}
+
+// Estimate is the bitrate the path can carry, in bits per second, within
+// [Min, Max].
+func (g *GCC) Estimate(now int64) uint64 {
+	e := g.current(now)
+	if !(e >= g.min) { // also catches NaN
+		e = g.min
+	}
+	return uint64(math.Min(e, g.max))
+}
+
+// State is a snapshot of the estimator for logs and debugging.
+func (g *GCC) State(now int64) BWEState {
+	s := BWEState{
+		Estimate:   g.Estimate(now),
+		DelayBased: uint64(g.rate.rate),
+		LossBased:  uint64(g.loss.bound),
+		Signal:     g.detector.signal,
+		Trend:      g.detector.trend,
+		Threshold:  g.detector.threshold,
+		LossRatio:  g.loss.ratio,
+		Startup:    g.rate.startup,
+		RTT:        g.rtt,
+	}
+	if r, ok := g.rembCap(now); ok {
+		s.REMB = uint64(r)
+	}
+	if a, ok := g.acked.rate(); ok {
+		s.Acked = uint64(a)
+	}
+	return s
+}
