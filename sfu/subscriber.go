@@ -32,6 +32,7 @@ type subscriber struct {
 
 	reliable *dataChannel
 	lossy    *dataChannel
+	cc       *congestion
 
 	mu       sync.Mutex
 	subs     map[livekit.TrackID]*subscription
@@ -48,12 +49,13 @@ type subscriber struct {
 }
 
 func newSubscriber(p *Participant) (*subscriber, error) {
-	pc, err := p.room.params.Transport.NewSubscriberPC()
+	cc := newCongestion(p.log)
+	pc, err := p.room.params.Transport.NewSubscriberPC(cc.factory())
 	if err != nil {
 		return nil, err
 	}
 	s := &subscriber{
-		p: p, pc: newPeerConn(pc),
+		p: p, pc: newPeerConn(pc), cc: cc,
 		subs: map[livekit.TrackID]*subscription{}, explicit: map[livekit.TrackID]bool{},
 		disabled: map[livekit.TrackID]bool{}, maxLayer: map[livekit.TrackID]int8{},
 	}
@@ -368,3 +370,7 @@ func (s *subscriber) close() {
 	}
 	s.pc.close()
 }
+
+// BandwidthEstimate is the current estimate (bits/s) of what the
+// participant's subscriber connection can carry, from its feedback.
+func (p *Participant) BandwidthEstimate() uint64 { return p.sub.cc.estimate() }

@@ -11,6 +11,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -37,7 +38,10 @@ type Transport struct {
 	udpMux      interface{ Close() error }
 	tcpMux      interface{ Close() error }
 	publisher   *webrtc.API
-	subscriber  *webrtc.API
+	// A subscriber connection gets its own API: its interceptors include
+	// the connection's transport-wide congestion recorder.
+	settings     webrtc.SettingEngine
+	subscriberME *webrtc.MediaEngine
 }
 
 // Codecs the node accepts from publishers and offers to subscribers.
@@ -86,8 +90,8 @@ var (
 		sdp.SDESMidURI, sdp.SDESRTPStreamIDURI, sdp.SDESRepairRTPStreamIDURI,
 		sdp.TransportCCURI, sdp.ABSSendTimeURI,
 	}
-	subscriberAudioExtensions = []string{sdp.SDESMidURI, sdp.AudioLevelURI}
-	subscriberVideoExtensions = []string{sdp.SDESMidURI}
+	subscriberAudioExtensions = []string{sdp.SDESMidURI, sdp.AudioLevelURI, sdp.TransportCCURI}
+	subscriberVideoExtensions = []string{sdp.SDESMidURI, sdp.TransportCCURI}
 )
 
 func newMediaEngine(withRTX bool, audioExt, videoExt []string) (*webrtc.MediaEngine, error) {
@@ -192,15 +196,31 @@ func (t *Transport) buildAPIs(se webrtc.SettingEngine) error {
 	if err != nil {
 		return err
 	}
-	subIR := &interceptor.Registry{}
+	t.settings, t.subscriberME = se, subME
+	return nil
+}
+
+// subscriberAPI builds the API of one subscriber connection: sender
+// reports, transport-wide sequence numbers on every packet, and cc
+// recording send times and reading the feedback (registered first, so it
+// sees the sequence numbers the extension interceptor wrote).
+func (t *Transport) subscriberAPI(cc interceptor.Factory) (*webrtc.API, error) {
+	ir := &interceptor.Registry{}
+	if cc != nil {
+		ir.Add(cc)
+	}
+	ext, err := twcc.NewHeaderExtensionInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("transport-cc extension: %w", err)
+	}
+	ir.Add(ext)
 	sender, err := report.NewSenderInterceptor(report.SenderUseLatestPacket())
 	if err != nil {
-		return fmt.Errorf("sender reports: %w", err)
+		return nil, fmt.Errorf("sender reports: %w", err)
 	}
-	subIR.Add(sender)
-	t.subscriber = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(subME),
-		webrtc.WithInterceptorRegistry(subIR))
-	return nil
+	ir.Add(sender)
+	return webrtc.NewAPI(webrtc.WithSettingEngine(t.settings), webrtc.WithMediaEngine(t.subscriberME),
+		webrtc.WithInterceptorRegistry(ir)), nil
 }
 
 // NewPublisherPC creates the peer connection a client publishes on.
@@ -212,9 +232,14 @@ func (t *Transport) NewPublisherPC() (*webrtc.PeerConnection, error) {
 	return pc, nil
 }
 
-// NewSubscriberPC creates the peer connection a client receives media on.
-func (t *Transport) NewSubscriberPC() (*webrtc.PeerConnection, error) {
-	pc, err := t.subscriber.NewPeerConnection(webrtc.Configuration{SDPSemantics: webrtc.SDPSemanticsUnifiedPlan})
+// NewSubscriberPC creates the peer connection a client receives media on;
+// cc, if not nil, is the interceptor factory of its congestion control.
+func (t *Transport) NewSubscriberPC(cc interceptor.Factory) (*webrtc.PeerConnection, error) {
+	api, err := t.subscriberAPI(cc)
+	if err != nil {
+		return nil, err
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{SDPSemantics: webrtc.SDPSemanticsUnifiedPlan})
 	if err != nil {
 		return nil, fmt.Errorf("new subscriber pc: %w", err)
 	}

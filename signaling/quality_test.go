@@ -79,3 +79,19 @@ func TestConnectionQuality(t *testing.T) {
 	ok := waitQuality(t, bob, alice.Join.Participant.Sid, livekit.ConnectionQuality_EXCELLENT)
 	t.Logf("bob %s (%.2f), alice %s (%.2f)", poor.Quality, poor.Score, ok.Quality, ok.Score)
 }
+
+// TestSubscriberBandwidthEstimate checks that a subscriber's transport-wide
+// feedback reaches the estimator: on loopback, receiving the 1.5 Mbit/s
+// HIGH layer, its estimate climbs well past where it starts.
+func TestSubscriberBandwidthEstimate(t *testing.T) {
+	checkLeaks(t)
+	n := startNode(t, nodeOptions{})
+	bob := watchFrames(n.join(t, "bwe", "bob", client.Options{}))
+	alice := n.join(t, "bwe", "alice", simulcastClientOptions())
+	info, _ := publishSimulcastFiles(t, alice, "vp8", "cam")
+	waitKeyframe(t, bob, info.Sid, 0, frameSize{1280, 720}, 5*time.Second)
+	p := n.rooms.Room("bwe").Participant("bob")
+	start := p.BandwidthEstimate()
+	eventually(t, 10*time.Second, "bob's estimate growing with feedback", func() bool { return p.BandwidthEstimate() > start+start/2 })
+	t.Logf("bob's estimate: %d bit/s, from %d", p.BandwidthEstimate(), start)
+}

@@ -1,0 +1,58 @@
+package sfu
+
+import (
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/fanout-sfu/fanout/simulcast"
+)
+
+// estimateLogInterval spaces the debug log of a subscriber's estimate.
+const estimateLogInterval = 2 * time.Second
+
+// congestion estimates the bandwidth of one subscriber connection from the
+// transport-wide feedback its client sends (or REMB, from clients that send
+// that instead). The estimate is logged and exposed; the allocator that
+// turns it into layer targets comes with probing (issue 5).
+type congestion struct {
+	rec *twccRecorder
+	log *slog.Logger
+
+	mu      sync.Mutex // guards est and lastLog
+	est     *simulcast.GCC
+	lastLog int64
+}
+
+func newCongestion(log *slog.Logger) *congestion {
+	c := &congestion{est: simulcast.NewGCC(simulcast.GCCConfig{}), log: log}
+	c.rec = newTWCCRecorder(c.onFeedback, c.onREMB)
+	return c
+}
+
+// factory is the interceptor factory of the subscriber connection.
+func (c *congestion) factory() twccRecorderFactory { return twccRecorderFactory{rec: c.rec} }
+
+func (c *congestion) onFeedback(now int64, results []simulcast.PacketResult) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.est.OnFeedback(now, results)
+	if now-c.lastLog >= int64(estimateLogInterval) {
+		c.lastLog = now
+		st := c.est.State(now)
+		c.log.Debug("bandwidth estimate", "bps", st.Estimate, "delay_signal", st.Signal.String(), "loss", st.LossRatio, "acked_bps", st.Acked)
+	}
+}
+
+func (c *congestion) onREMB(now int64, bps uint64) {
+	c.mu.Lock()
+	c.est.OnREMB(now, bps)
+	c.mu.Unlock()
+}
+
+// estimate is the current bandwidth estimate in bits per second.
+func (c *congestion) estimate() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.est.Estimate(time.Now().UnixNano())
+}
