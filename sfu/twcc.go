@@ -61,7 +61,9 @@ func newTWCCRecorder(onFeedback func(int64, []simulcast.PacketResult), onREMB fu
 type twccRecorderFactory struct{ rec *twccRecorder }
 
 // NewInterceptor returns the recorder.
-func (f twccRecorderFactory) NewInterceptor(string) (interceptor.Interceptor, error) { return f.rec, nil }
+func (f twccRecorderFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
+	return f.rec, nil
+}
 
 // BindLocalStream records the packets of a stream that carries the
 // transport-cc extension.
