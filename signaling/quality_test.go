@@ -12,35 +12,6 @@ import (
 	"github.com/fanout-sfu/fanout/signaling/client"
 )
 
-// dropEveryNth drops every nth sequence number of the video a subscriber
-// receives, retransmissions included: a lasting loss the receiver reports.
-type dropEveryNth struct {
-	interceptor.NoOp
-	n uint16
-}
-
-func (d *dropEveryNth) BindRemoteStream(info *interceptor.StreamInfo, reader interceptor.RTPReader) interceptor.RTPReader {
-	if info.MimeType != webrtc.MimeTypeVP8 {
-		return reader
-	}
-	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
-		for {
-			n, attr, err := reader.Read(b, a)
-			if err != nil {
-				return n, attr, err
-			}
-			var h rtp.Header
-			if _, err := h.Unmarshal(b[:n]); err != nil || h.SequenceNumber%d.n != 0 {
-				return n, attr, nil
-			}
-		}
-	})
-}
-
-type dropEveryNthFactory struct{ d *dropEveryNth }
-
-func (f dropEveryNthFactory) NewInterceptor(string) (interceptor.Interceptor, error) { return f.d, nil }
-
 // waitQuality waits until c hears that participant sid has quality want.
 func waitQuality(t *testing.T, c *client.Client, sid string, want livekit.ConnectionQuality) *livekit.ConnectionQualityInfo {
 	t.Helper()
@@ -68,7 +39,9 @@ func TestConnectionQuality(t *testing.T) {
 	n := startNode(t, nodeOptions{qualityInterval: 300 * time.Millisecond})
 	alice := n.join(t, "quality", "alice", client.Options{})
 	bob := n.join(t, "quality", "bob", client.Options{Configure: func(_ *webrtc.MediaEngine, ir *interceptor.Registry) error {
-		ir.Add(dropEveryNthFactory{&dropEveryNth{n: 5}})
+		// Every fifth sequence number, retransmissions included: a
+		// lasting loss the receiver reports.
+		ir.Add(dropVideoFactory{&dropVideo{drop: func(h *rtp.Header) bool { return h.SequenceNumber%5 == 0 }}})
 		return nil
 	}})
 	watchTracks(bob) // reading is what runs bob's interceptors

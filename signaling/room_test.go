@@ -175,17 +175,14 @@ func TestOnePublisherTenSubscribers(t *testing.T) {
 	})
 }
 
-// dropOnce drops the first copy of the nth video packet a subscriber
-// receives, before its NACK generator sees it.
-type dropOnce struct {
+// dropVideo drops the VP8 packets a subscriber receives for which drop
+// returns true, before its NACK generator and receiver reports see them.
+type dropVideo struct {
 	interceptor.NoOp
-	nth     int
-	mu      sync.Mutex
-	seen    int
-	dropped int // sequence number dropped, -1 before
+	drop func(h *rtp.Header) bool
 }
 
-func (d *dropOnce) BindRemoteStream(info *interceptor.StreamInfo, reader interceptor.RTPReader) interceptor.RTPReader {
+func (d *dropVideo) BindRemoteStream(info *interceptor.StreamInfo, reader interceptor.RTPReader) interceptor.RTPReader {
 	if info.MimeType != webrtc.MimeTypeVP8 {
 		return reader
 	}
@@ -196,26 +193,36 @@ func (d *dropOnce) BindRemoteStream(info *interceptor.StreamInfo, reader interce
 				return n, attr, err
 			}
 			var h rtp.Header
-			if _, err := h.Unmarshal(b[:n]); err != nil {
-				return n, attr, nil
-			}
-			d.mu.Lock()
-			d.seen++
-			drop := d.seen == d.nth
-			if drop {
-				d.dropped = int(h.SequenceNumber)
-			}
-			d.mu.Unlock()
-			if !drop {
+			if _, err := h.Unmarshal(b[:n]); err != nil || !d.drop(&h) {
 				return n, attr, nil
 			}
 		}
 	})
 }
 
-type dropFactory struct{ d *dropOnce }
+type dropVideoFactory struct{ d *dropVideo }
 
-func (f dropFactory) NewInterceptor(string) (interceptor.Interceptor, error) { return f.d, nil }
+func (f dropVideoFactory) NewInterceptor(string) (interceptor.Interceptor, error) { return f.d, nil }
+
+// dropOnce drops the first copy of the nth video packet a subscriber
+// receives.
+type dropOnce struct {
+	nth     int
+	mu      sync.Mutex
+	seen    int
+	dropped int // sequence number dropped, -1 before
+}
+
+func (d *dropOnce) drop(h *rtp.Header) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.seen++
+	if d.seen != d.nth {
+		return false
+	}
+	d.dropped = int(h.SequenceNumber)
+	return true
+}
 
 func TestNACKAnsweredFromCache(t *testing.T) {
 	checkLeaks(t)
@@ -223,7 +230,7 @@ func TestNACKAnsweredFromCache(t *testing.T) {
 	pub := n.join(t, "nack", "alice", client.Options{})
 	drop := &dropOnce{nth: 40, dropped: -1}
 	sub := n.join(t, "nack", "bob", client.Options{Configure: func(_ *webrtc.MediaEngine, ir *interceptor.Registry) error {
-		ir.Add(dropFactory{drop})
+		ir.Add(dropVideoFactory{&dropVideo{drop: drop.drop}})
 		return nil
 	}, Settings: func(se *webrtc.SettingEngine) {
 		// The packet is dropped after SRTP saw it: its retransmission
