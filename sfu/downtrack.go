@@ -110,6 +110,10 @@ type DownTrack struct {
 	vp8Sent *[vp8History]sentVP8
 	vp8     simulcast.VP8Munger // last of the packet path's state: it is large
 
+	// Padding state, used by the prober.
+	padMu sync.Mutex
+	pad   writeScratch
+
 	// Retransmission state, used from the RTCP goroutine.
 	rtxMu  sync.Mutex
 	rtxBuf [MaxPacketSize]byte
@@ -143,6 +147,7 @@ func NewDownTrack(p DownTrackParams) *DownTrack {
 		d.scratch[i].hdr.Extensions = d.scratch[i].ext[:0]
 	}
 	d.rtx.hdr.Extensions = d.rtx.ext[:0]
+	d.pad.hdr.Extensions = d.pad.ext[:0]
 	top := simulcast.Layer{Spatial: simulcast.MaxSpatial - 1, Temporal: simulcast.AllTemporal}
 	d.maxLayer.Store(packLayer(top))
 	d.target.Store(packLayer(top))
@@ -494,6 +499,45 @@ func (d *DownTrack) handleRTCP(pkts []rtcp.Packet) {
 			}
 		}
 	}
+}
+
+// paddingBytes fills one padding-only packet (RFC 3550 padding ends in a
+// one-byte count, so 255 at most).
+const paddingBytes = 255
+
+// WritePadding sends up to n padding-only packets on the forwarded video
+// stream, to probe the subscriber's bandwidth, and returns the bytes sent.
+// They take output sequence numbers of their own (a NACK for one maps to
+// nothing) and the timestamp of the last forwarded packet. Nothing is sent
+// while the stream is paused or waits for its first keyframe.
+func (d *DownTrack) WritePadding(n int) int {
+	b := d.bound.Load()
+	if b == nil || d.kind != webrtc.RTPCodecTypeVideo || d.paused.Load() {
+		return 0
+	}
+	d.padMu.Lock()
+	defer d.padMu.Unlock()
+	var none rtp.Header
+	sent := 0
+	for i := 0; i < n; i++ {
+		d.mu.Lock()
+		var seq uint16
+		var ts uint32
+		ok := d.selector.Current() >= 0
+		if ok {
+			seq, ts, ok = d.munger.InsertPadding()
+		}
+		d.mu.Unlock()
+		if !ok {
+			break
+		}
+		h := &d.pad.hdr
+		fillHeader(h, b, &none, seq, ts)
+		h.Padding, h.PaddingSize = true, paddingBytes
+		d.write(b, h, nil)
+		sent += h.MarshalSize() + paddingBytes
+	}
+	return sent
 }
 
 // recordReports keeps the subscriber's report on this DownTrack's stream.

@@ -306,3 +306,46 @@ func TestUpTrackLayerBitrates(t *testing.T) {
 		t.Errorf("MEDIUM (never sent): %v", rates[1])
 	}
 }
+
+// TestDownTrackWritePadding checks probe padding: nothing before the first
+// keyframe; then padding-only packets that continue the sequence with the
+// last timestamp; media after them continues the sequence; a NACK for a
+// padding packet sends nothing, one for media still works.
+func TestDownTrackWritePadding(t *testing.T) {
+	f := newSimulcastFixture()
+	w := &recordingWriter{}
+	d := newBoundDownTrack(t, f.up, "PA_sub", subscriberContext(fixtureVP8, 100, 9, 0, w))
+	if n := d.WritePadding(3); n != 0 {
+		t.Fatalf("padding before any keyframe: %d bytes", n)
+	}
+	f.send(2, vp8Frame{key: true, pid: 1})
+	f.tick()
+	f.send(2, vp8Frame{pid: 2})
+	if n := d.WritePadding(3); n != 3*(12+paddingBytes) {
+		t.Fatalf("padding: %d bytes, want %d", n, 3*(12+paddingBytes))
+	}
+	f.tick()
+	f.send(2, vp8Frame{pid: 3})
+	sent := w.packets()
+	if len(sent) != 6 {
+		t.Fatalf("%d packets, want 2 media, 3 padding, 1 media", len(sent))
+	}
+	for i := 1; i < len(sent); i++ {
+		if sent[i].hdr.SequenceNumber != sent[i-1].hdr.SequenceNumber+1 {
+			t.Errorf("packet %d: seq %d after %d", i, sent[i].hdr.SequenceNumber, sent[i-1].hdr.SequenceNumber)
+		}
+	}
+	for _, p := range sent[2:5] {
+		if !p.hdr.Padding || len(p.payload) != 0 || p.hdr.Timestamp != sent[1].hdr.Timestamp || p.hdr.SSRC != 9 {
+			t.Errorf("padding packet %+v, payload %d bytes", p.hdr, len(p.payload))
+		}
+	}
+	d.handleRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{Nacks: []rtcp.NackPair{{PacketID: sent[3].hdr.SequenceNumber}}}})
+	if got := len(w.packets()); got != 6 {
+		t.Errorf("a NACK for padding sent %d packets", got-6)
+	}
+	d.handleRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{Nacks: []rtcp.NackPair{{PacketID: sent[5].hdr.SequenceNumber}}}})
+	if got := w.packets(); len(got) != 7 || !bytes.Equal(got[6].payload, sent[5].payload) {
+		t.Errorf("a NACK for media after the padding: %d packets", len(got)-6)
+	}
+}

@@ -79,7 +79,7 @@ func (r *twccRecorder) BindLocalStream(info *interceptor.StreamInfo, writer inte
 	}
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
 		if ext := h.GetExtension(id); len(ext) >= 2 {
-			size := h.MarshalSize() + len(payload)
+			size := h.MarshalSize() + len(payload) + int(h.PaddingSize)
 			r.record(binary.BigEndian.Uint16(ext), size, len(payload) == 0 || (h.Padding && len(payload) <= int(h.PaddingSize)))
 		}
 		return writer.Write(h, payload, a)

@@ -178,6 +178,31 @@ func (m *Munger) dropPadding(ext uint64) {
 	m.mu.Unlock()
 }
 
+// InsertPadding hands out the next output sequence number to a packet the
+// caller makes up (padding to probe the subscriber's bandwidth), with the
+// timestamp of the last forwarded packet; later packets are shifted up by
+// one. A NACK for it maps to nothing. ok is false before the first packet.
+// Like Munge, it must not run concurrently with Munge or SwitchLayer.
+func (m *Munger) InsertPadding() (outSeq uint16, outTS uint32, ok bool) {
+	if !m.started {
+		return 0, 0, false
+	}
+	out := m.highestOut.Load() + 1
+	m.mu.Lock()
+	cur := &m.ranges[m.head]
+	if m.highestIn < cur.inStart {
+		// Nothing forwarded in the current range yet (a run of padding):
+		// shift it instead of using up a remembered range.
+		cur.outStart++
+	} else {
+		cur.inEnd = m.highestIn
+		m.push(seqRange{inStart: m.highestIn + 1, outStart: out + 1, tsOffset: cur.tsOffset, layer: cur.layer})
+	}
+	m.highestOut.Store(out)
+	m.mu.Unlock()
+	return uint16(out), m.lastOutTS, true
+}
+
 // resume starts a new range after a pause: output continues at the next
 // sequence number, and the timestamp advances by the wall time elapsed since
 // the last forwarded packet (at least one tick).

@@ -475,3 +475,47 @@ func TestTimestampDelta(t *testing.T) {
 		}
 	}
 }
+
+// TestMungerInsertPadding checks made-up padding packets: each takes the
+// next output number, later packets move up, a late packet keeps its own
+// number, a NACK for the padding maps to nothing, and a run of padding
+// does not use up remembered ranges.
+func TestMungerInsertPadding(t *testing.T) {
+	m := NewMunger()
+	if _, _, ok := m.InsertPadding(); ok {
+		t.Fatal("padding before the first packet")
+	}
+	munge := func(seq uint16, ts uint32) uint16 {
+		t.Helper()
+		out, _, ok := m.Munge(seq, ts, 0, videoClock, false)
+		if !ok {
+			t.Fatalf("seq %d dropped", seq)
+		}
+		return out
+	}
+	munge(100, 1000)
+	munge(102, 4000) // 101 lost
+	for i := 0; i < 3*mungerRanges; i++ {
+		out, ts, ok := m.InsertPadding()
+		if !ok || out != uint16(103+i) || ts != 4000 {
+			t.Fatalf("padding %d: %d %d %v", i, out, ts, ok)
+		}
+	}
+	if got := munge(103, 7000); got != 103+3*mungerRanges {
+		t.Fatalf("next packet: %d, want %d", got, 103+3*mungerRanges)
+	}
+	if got := munge(101, 1000); got != 101 {
+		t.Errorf("late packet 101 sent as %d, want 101", got)
+	}
+	for _, out := range []uint16{103, 103 + mungerRanges, 102 + 3*mungerRanges} {
+		if u, ok := m.UnmungeSeq(out); ok {
+			t.Errorf("NACK for padding %d maps to %+v", out, u)
+		}
+	}
+	if u, ok := m.UnmungeSeq(103 + 3*mungerRanges); !ok || u.Seq != 103 {
+		t.Errorf("NACK after the padding: %+v %v, want input 103", u, ok)
+	}
+	if u, ok := m.UnmungeSeq(102); !ok || u.Seq != 102 {
+		t.Errorf("NACK before the padding: %+v %v, want input 102", u, ok)
+	}
+}
