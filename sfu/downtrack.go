@@ -36,6 +36,9 @@ type DownTrackParams struct {
 	// or resumes. It may run on a reader goroutine: it must not block.
 	OnStreamState func(d *DownTrack, active bool)
 	Logger        *slog.Logger
+	// twcc, if set, is the subscriber connection's transport-wide
+	// congestion recorder: every packet sent gets its sequence number.
+	twcc *twccRecorder
 }
 
 // binding is what Bind learned from the negotiated transceiver.
@@ -43,6 +46,7 @@ type binding struct {
 	ssrc         uint32
 	payloadType  uint8
 	audioLevelID uint8
+	twccID       uint8 // transport-cc extension id, 0: not negotiated
 	writer       webrtc.TrackLocalWriter
 	// redToOpus: the publisher sends RED, the subscriber took plain Opus.
 	redToOpus bool
@@ -61,11 +65,19 @@ type sentVP8 struct {
 	valid     bool
 }
 
-// writeScratch is the reusable memory one goroutine writes packets from.
+// headerScratch is the reusable header one goroutine writes packets with:
+// room for its extensions (audio level and transport-cc) and their bytes,
+// so that setting them never allocates.
+type headerScratch struct {
+	hdr   rtp.Header
+	ext   [2]rtp.Extension
+	level [1]byte
+	twcc  [2]byte
+}
+
+// writeScratch is a headerScratch with room for a rewritten payload.
 type writeScratch struct {
-	hdr     rtp.Header
-	ext     [1]rtp.Extension
-	level   [1]byte
+	headerScratch
 	payload [MaxPacketSize]byte // a payload with a rewritten VP8 descriptor
 }
 
@@ -112,7 +124,7 @@ type DownTrack struct {
 
 	// Padding state, used by the prober.
 	padMu sync.Mutex
-	pad   writeScratch
+	pad   headerScratch
 
 	// Retransmission state, used from the RTCP goroutine.
 	rtxMu  sync.Mutex
@@ -253,8 +265,11 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		}
 		b := &binding{ssrc: uint32(ctx.SSRC()), payloadType: uint8(c.PayloadType), writer: ctx.WriteStream(), redToOpus: redToOpus}
 		for _, ext := range ctx.HeaderExtensions() {
-			if ext.URI == sdp.AudioLevelURI {
+			switch ext.URI {
+			case sdp.AudioLevelURI:
 				b.audioLevelID = uint8(ext.ID)
+			case sdp.TransportCCURI:
+				b.twccID = uint8(ext.ID)
 			}
 		}
 		d.restart() // re-bound while forwarding: continue at the next keyframe
@@ -330,7 +345,7 @@ func (d *DownTrack) WriteRTP(p *Packet) {
 		}
 		_ = sc.hdr.SetExtension(b.audioLevelID, sc.level[:])
 	}
-	d.write(b, &sc.hdr, payload)
+	d.write(b, &sc.headerScratch, payload, p.Arrival)
 }
 
 // translate runs layer selection and munging for one packet under d.mu. It
@@ -444,7 +459,20 @@ func fillHeader(h *rtp.Header, b *binding, src *rtp.Header, seq uint16, ts uint3
 	h.Extensions = h.Extensions[:0] // keeps the capacity: no allocation
 }
 
-func (d *DownTrack) write(b *binding, h *rtp.Header, payload []byte) {
+// write sends a packet, first stamping it with the connection's next
+// transport-wide sequence number, recorded with its size and the send time
+// now (unix nanoseconds: a forwarded packet's arrival, microseconds before
+// on the same goroutine, saves a clock read per packet and subscriber).
+func (d *DownTrack) write(b *binding, hs *headerScratch, payload []byte, now int64) {
+	h := &hs.hdr
+	if b.twccID != 0 && d.p.twcc != nil {
+		// The extension goes on before the size is taken: it is part of it.
+		seq := d.p.twcc.nextSeq()
+		hs.twcc[0], hs.twcc[1] = byte(seq>>8), byte(seq)
+		_ = h.SetExtension(b.twccID, hs.twcc[:])
+		size := h.MarshalSize() + len(payload) + int(h.PaddingSize)
+		d.p.twcc.record(seq, now, size, len(payload) == 0)
+	}
 	n, err := b.writer.WriteRTP(h, payload)
 	if err != nil {
 		return // closed or congested transport: the subscriber will NACK or PLI
@@ -534,7 +562,7 @@ func (d *DownTrack) WritePadding(n int) int {
 		h := &d.pad.hdr
 		fillHeader(h, b, &none, seq, ts)
 		h.Padding, h.PaddingSize = true, paddingBytes
-		d.write(b, h, nil)
+		d.write(b, &d.pad, nil, time.Now().UnixNano())
 		sent += h.MarshalSize() + paddingBytes
 	}
 	return sent
@@ -585,7 +613,7 @@ func (d *DownTrack) retransmit(outSeq uint16) {
 	}
 	h := &d.rtxPkt.Header
 	fillHeader(&d.rtx.hdr, b, h, outSeq, h.Timestamp-src.TSOffset)
-	d.write(b, &d.rtx.hdr, payload)
+	d.write(b, &d.rtx.headerScratch, payload, time.Now().UnixNano())
 }
 
 // rewriteCachedVP8 gives a retransmitted VP8 packet the descriptor it was

@@ -349,3 +349,40 @@ func TestDownTrackWritePadding(t *testing.T) {
 		t.Errorf("a NACK for media after the padding: %d packets", len(got)-6)
 	}
 }
+
+// TestDownTrackStampsTransportCC checks that every packet a DownTrack sends
+// (media, padding, retransmission) carries the connection's next
+// transport-wide sequence number, recorded with its size on the wire.
+func TestDownTrackStampsTransportCC(t *testing.T) {
+	f := newSimulcastFixture()
+	w := &recordingWriter{}
+	d := newBoundDownTrack(t, f.up, "PA_sub", subscriberContext(fixtureVP8, 100, 9, 0, w))
+	rec := newTWCCRecorder(nil, nil)
+	rec.seq.Store(65534) // wraps
+	d.p.twcc = rec
+	f.send(2, vp8Frame{key: true, pid: 1})
+	f.tick()
+	f.send(2, vp8Frame{pid: 2})
+	d.WritePadding(2)
+	first := w.packets()[0].hdr.SequenceNumber
+	d.handleRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{Nacks: []rtcp.NackPair{{PacketID: first}}}})
+	sent := w.packets()
+	if len(sent) != 5 {
+		t.Fatalf("%d packets, want 2 media, 2 padding, 1 retransmission", len(sent))
+	}
+	for i, p := range sent {
+		ext := p.hdr.GetExtension(4) // the fixture's transport-cc id
+		if len(ext) != 2 {
+			t.Fatalf("packet %d: no transport-cc extension (%v)", i, p.hdr.GetExtensionIDs())
+		}
+		seq := uint16(ext[0])<<8 | uint16(ext[1])
+		if want := uint16(65534 + i); seq != want {
+			t.Errorf("packet %d: transport-wide seq %d, want %d", i, seq, want)
+		}
+		r := rec.history[seq%sendHistorySize]
+		size := p.hdr.MarshalSize() + len(p.payload) + int(p.hdr.PaddingSize)
+		if !r.valid || r.seq != seq || int(r.size) != size || r.probe != (len(p.payload) == 0) {
+			t.Errorf("packet %d: recorded %+v, want seq %d size %d", i, r, seq, size)
+		}
+	}
+}

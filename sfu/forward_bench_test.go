@@ -377,7 +377,8 @@ func benchmarkForward(b *testing.B, codec webrtc.RTPCodecParameters, sinks, size
 	for i := range writers {
 		writers[i] = &nopWriter{}
 		ctx := subscriberContext(codec, 100, 0x1000+uint32(i), 5, writers[i])
-		newBoundDownTrack(b, up, fmt.Sprintf("PA_sub%d", i), ctx)
+		d := newBoundDownTrack(b, up, fmt.Sprintf("PA_sub%d", i), ctx)
+		d.p.twcc = newTWCCRecorder(nil, nil) // stamps and records transport-cc, as in production
 	}
 	f := &forwarder{up: up}
 	seq, ts := uint16(4000), uint32(123456)
@@ -478,6 +479,7 @@ func benchmarkForwardSimulcast(b *testing.B, sinks int) {
 		writers[i] = &nopWriter{}
 		ctx := subscriberContext(fixtureVP8, 100, 0x1000+uint32(i), 5, writers[i])
 		d := newBoundDownTrack(b, up, fmt.Sprintf("PA_sub%d", i), ctx)
+		d.p.twcc = newTWCCRecorder(nil, nil)
 		d.SetMaxLayer(simulcast.Layer{Spatial: int8(i % simulcast.MaxSpatial), Temporal: simulcast.AllTemporal})
 	}
 	layers := [simulcast.MaxSpatial]*forwarder{}

@@ -179,6 +179,7 @@ func (s *subscriber) subscribe(from *Participant, t *publishedTrack) error {
 		OnTrackClosed: func(d *DownTrack) { s.trackEnded(id) },
 		OnStreamState: func(d *DownTrack, active bool) { s.sendStreamState(from.ID(), id, active) },
 		Logger:        s.p.log,
+		twcc:          s.cc.rec,
 	})
 	if l, ok := s.maxLayer[id]; ok {
 		dt.SetMaxLayer(simulcast.Layer{Spatial: l, Temporal: simulcast.AllTemporal})

@@ -1,22 +1,20 @@
 package sfu
 
 import (
-	"encoding/binary"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
-	"github.com/pion/rtp"
-	"github.com/pion/sdp/v3"
 
 	"github.com/fanout-sfu/fanout/simulcast"
 )
 
 // sendHistorySize is how many sent packets a subscriber connection
-// remembers for transport-wide feedback: about two seconds at 2000
-// packets/s, while feedback comes every 50 to 100 ms.
-const sendHistorySize = 4096
+// remembers for transport-wide feedback: about a second at 2000 packets/s,
+// while feedback comes every 50 to 100 ms.
+const sendHistorySize = 2048
 
 // sentRecord is one packet sent on a subscriber connection.
 type sentRecord struct {
@@ -27,18 +25,19 @@ type sentRecord struct {
 	valid bool
 }
 
-// twccRecorder is the interceptor of one subscriber connection that sees
-// both directions of transport-wide congestion control: it records the
-// send time of every packet by its transport-wide sequence number (set by
-// pion's transport-cc header extension interceptor, which must run before
-// it: register it after this one), and turns the subscriber's feedback
-// into per-packet results for the bandwidth estimator. REMB from clients
-// that send it instead is passed on too.
+// twccRecorder is the transport-wide congestion control of one subscriber
+// connection. Its DownTracks stamp every packet they send with its next
+// transport-wide sequence number and record the send time here (no
+// interceptor does it: pion's would allocate per packet); as the
+// connection's first interceptor it reads the subscriber's feedback and
+// turns it into per-packet results for the bandwidth estimator. REMB from
+// clients that send it instead is passed on too.
 type twccRecorder struct {
 	interceptor.NoOp
 	nowNanos   func() int64
 	onFeedback func(now int64, results []simulcast.PacketResult)
 	onREMB     func(now int64, bps uint64)
+	seq        atomic.Uint32 // next transport-wide sequence number
 
 	mu      sync.Mutex // guards history
 	history [sendHistorySize]sentRecord
@@ -65,30 +64,11 @@ func (f twccRecorderFactory) NewInterceptor(string) (interceptor.Interceptor, er
 	return f.rec, nil
 }
 
-// BindLocalStream records the packets of a stream that carries the
-// transport-cc extension.
-func (r *twccRecorder) BindLocalStream(info *interceptor.StreamInfo, writer interceptor.RTPWriter) interceptor.RTPWriter {
-	var id uint8
-	for _, ext := range info.RTPHeaderExtensions {
-		if ext.URI == sdp.TransportCCURI {
-			id = uint8(ext.ID)
-		}
-	}
-	if id == 0 {
-		return writer
-	}
-	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
-		if ext := h.GetExtension(id); len(ext) >= 2 {
-			size := h.MarshalSize() + len(payload) + int(h.PaddingSize)
-			r.record(binary.BigEndian.Uint16(ext), size, len(payload) == 0 || (h.Padding && len(payload) <= int(h.PaddingSize)))
-		}
-		return writer.Write(h, payload, a)
-	})
-}
+// nextSeq hands out the connection's next transport-wide sequence number.
+func (r *twccRecorder) nextSeq() uint16 { return uint16(r.seq.Add(1) - 1) }
 
-// record notes a packet about to be sent.
-func (r *twccRecorder) record(seq uint16, size int, probe bool) {
-	now := r.nowNanos()
+// record notes a packet about to be sent at now (unix nanoseconds).
+func (r *twccRecorder) record(seq uint16, now int64, size int, probe bool) {
 	r.mu.Lock()
 	r.history[seq%sendHistorySize] = sentRecord{at: now, seq: seq, size: uint16(min(size, 0xffff)), probe: probe, valid: true}
 	r.mu.Unlock()

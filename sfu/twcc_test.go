@@ -7,8 +7,6 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/rtcp"
-	"github.com/pion/rtp"
-	"github.com/pion/sdp/v3"
 
 	"github.com/fanout-sfu/fanout/simulcast"
 )
@@ -20,8 +18,8 @@ func (s *rtcpSource) Read(b []byte, a interceptor.Attributes) (int, interceptor.
 	return copy(b, s.raw), a, nil
 }
 
-// TestTWCCRecorder sends packets through the recorder with transport-wide
-// sequence numbers (one lost, one sent before the history), builds the
+// TestTWCCRecorder records packets with transport-wide sequence numbers
+// (wrapping, one lost on the way), builds the
 // receiver's feedback with pion's own TWCC recorder, and checks the results:
 // send times and sizes from the recorder, arrival times and losses from the
 // feedback.
@@ -32,24 +30,14 @@ func TestTWCCRecorder(t *testing.T) {
 		func(_ int64, bps uint64) { remb = bps })
 	clock := newNanoClock()
 	rec.nowNanos = clock.now
-	const extID = 3
-	info := &interceptor.StreamInfo{RTPHeaderExtensions: []interceptor.RTPHeaderExtension{{URI: sdp.TransportCCURI, ID: extID}}}
-	w := rec.BindLocalStream(info, interceptor.RTPWriterFunc(func(h *rtp.Header, p []byte, _ interceptor.Attributes) (int, error) {
-		return h.MarshalSize() + len(p), nil
-	}))
+	rec.seq.Store(65530) // wraps
 	receiver := twcc.NewRecorder(1)
 	sendTimes := map[uint16]int64{}
 	for i := 0; i < 10; i++ {
-		seq := uint16(65530 + i) // wraps
-		h := &rtp.Header{Version: 2, SSRC: 9, SequenceNumber: uint16(i)}
-		if err := h.SetExtension(extID, []byte{byte(seq >> 8), byte(seq)}); err != nil {
-			t.Fatal(err)
-		}
+		seq := rec.nextSeq()
 		clock.advance(5 * time.Millisecond)
 		sendTimes[seq] = clock.now()
-		if _, err := w.Write(h, make([]byte, 1000), nil); err != nil {
-			t.Fatal(err)
-		}
+		rec.record(seq, clock.now(), 12+8+1000, false)
 		if i != 4 { // lost on the way
 			receiver.Record(9, seq, int64(1_000_000+i*7000)) // µs: 7 ms apart
 		}
@@ -88,17 +76,10 @@ func TestTWCCRecorder(t *testing.T) {
 	}
 }
 
-// TestTWCCRecorderIgnoresUnknown checks feedback for packets never sent or
-// no longer remembered, and streams without the extension.
+// TestTWCCRecorderIgnoresUnknown checks feedback for packets never sent.
 func TestTWCCRecorderIgnoresUnknown(t *testing.T) {
 	calls := 0
 	rec := newTWCCRecorder(func(int64, []simulcast.PacketResult) { calls++ }, nil)
-	plain := rec.BindLocalStream(&interceptor.StreamInfo{}, interceptor.RTPWriterFunc(func(*rtp.Header, []byte, interceptor.Attributes) (int, error) {
-		return 0, nil
-	}))
-	if _, err := plain.Write(&rtp.Header{Version: 2}, nil, nil); err != nil {
-		t.Fatal(err)
-	}
 	receiver := twcc.NewRecorder(1)
 	for i := 0; i < 5; i++ {
 		receiver.Record(9, uint16(100+i), int64(i*1000))

@@ -11,7 +11,6 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
-	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -201,19 +200,13 @@ func (t *Transport) buildAPIs(se webrtc.SettingEngine) error {
 }
 
 // subscriberAPI builds the API of one subscriber connection: sender
-// reports, transport-wide sequence numbers on every packet, and cc
-// recording send times and reading the feedback (registered first, so it
-// sees the sequence numbers the extension interceptor wrote).
+// reports, and cc reading the subscriber's congestion feedback (the
+// DownTracks stamp transport-wide sequence numbers themselves).
 func (t *Transport) subscriberAPI(cc interceptor.Factory) (*webrtc.API, error) {
 	ir := &interceptor.Registry{}
 	if cc != nil {
 		ir.Add(cc)
 	}
-	ext, err := twcc.NewHeaderExtensionInterceptor()
-	if err != nil {
-		return nil, fmt.Errorf("transport-cc extension: %w", err)
-	}
-	ir.Add(ext)
 	sender, err := report.NewSenderInterceptor(report.SenderUseLatestPacket())
 	if err != nil {
 		return nil, fmt.Errorf("sender reports: %w", err)
