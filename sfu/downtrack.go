@@ -249,9 +249,6 @@ func (d *DownTrack) refreshStreamState() {
 	}
 }
 
-// StreamActive reports whether the stream state last reported is active.
-func (d *DownTrack) StreamActive() bool { return d.active.Load() }
-
 // Bind is called by pion once the subscriber's answer fixed the codec.
 func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
 	want := d.p.Track.Codec()

@@ -48,10 +48,6 @@ type UpTrackParams struct {
 	AudioLevelExtID uint8
 	// OnAudioLevel, if set, receives each packet's audio level (reader goroutine).
 	OnAudioLevel func(level uint8)
-	// OnLayersChanged, if set, is called with the set of layers the
-	// publisher sends whenever it changes (from a reader goroutine or
-	// ExpireLayers: it must not block).
-	OnLayersChanged func(simulcast.LayerMask)
 	// WriteRTCP sends feedback (PLI) to the publisher.
 	WriteRTCP func([]rtcp.Packet) error
 	// CacheSize is the number of packets kept for retransmission, per layer.
@@ -528,9 +524,6 @@ func (t *UpTrack) setAvailable(layer int8, on bool) {
 				if l, ok := s.(LayerListener); ok {
 					l.LayersChanged(mask)
 				}
-			}
-			if t.p.OnLayersChanged != nil {
-				t.p.OnLayersChanged(mask)
 			}
 			return
 		}

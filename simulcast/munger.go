@@ -27,28 +27,25 @@ type seqRange struct {
 func (r *seqRange) offset() uint64 { return r.inStart - r.outStart }
 
 // Munger rewrites the sequence numbers and timestamps of one forwarded stream
-// so the subscriber sees a continuous stream across pauses and dropped
-// padding. The first packet keeps its sequence number and timestamp; later
-// ones are shifted by offsets that change only on Pause/resume and on
-// padding drops.
+// so the subscriber sees a continuous stream across pauses, layer switches
+// and dropped padding. The first packet keeps its sequence number and
+// timestamp; later ones are shifted by offsets that change only when the
+// input stream restarts (SwitchLayer) and on padding drops.
 //
-// Munge and SwitchLayer must not run concurrently with each other (the caller
-// serializes them). Pause may be called from any goroutine (it only bumps an
-// atomic counter). UnmungeSeq may be called concurrently with Munge: Munge
-// takes the Munger's mutex only when the offsets change, and publishes the
-// per-packet position with an atomic.
+// Munge, SwitchLayer and InsertPadding must not run concurrently with each
+// other (the caller serializes them). UnmungeSeq may be called concurrently
+// with them: they take the Munger's mutex only when the offsets change, and
+// publish the per-packet position with an atomic.
 type Munger struct {
 	// Owned by the Munge goroutine.
 	started     bool
-	seenPauses  uint32 // value of pauses when the last pause was handled
+	restart     bool   // the next packet starts a new input stream (SwitchLayer)
 	highestIn   uint64 // newest input sequence number seen (forwarded or padding)
 	lastOutTS   uint32 // output timestamp of the newest forwarded packet
 	lastArrival int64  // arrival (unix nanos) of the newest forwarded packet
 	nextLayer   uint8  // input layer of the range the next resume starts
 	nextDelta   uint32 // with haveDelta: next layer's timestamps minus the current layer's
 	haveDelta   bool
-
-	pauses atomic.Uint32 // bumped by Pause
 
 	// highestOut is the output sequence number of highestIn under the
 	// current offset: the last output number handed out (or skipped over
@@ -64,21 +61,17 @@ type Munger struct {
 // NewMunger returns a Munger waiting for its first packet.
 func NewMunger() *Munger { return &Munger{} }
 
-// Pause tells the munger that forwarding stopped. The next packet given to
-// Munge (a keyframe for video: the caller ensures it) continues the output at
-// the next sequence number, with a timestamp advanced by the wall time elapsed
-// since the last forwarded packet.
-func (m *Munger) Pause() { m.pauses.Add(1) }
-
-// SwitchLayer tells the munger that the next packet given to Munge comes
-// from another input stream (another simulcast layer, with its own sequence
-// numbers and timestamps) and starts a new range for it, continuing the
-// output like a resume after Pause. The layer is reported back by UnmungeSeq
-// so that a NACK is answered from the right layer's cache.
+// SwitchLayer tells the munger that the next packet given to Munge starts
+// an input stream anew: another simulcast layer, with its own sequence
+// numbers and timestamps, or the same one after a pause (a keyframe for
+// video: the caller ensures it). Its range continues the output at the next
+// sequence number, with a timestamp advanced by the wall time elapsed since
+// the last forwarded packet. The layer is reported back by UnmungeSeq so
+// that a NACK is answered from the right layer's cache.
 func (m *Munger) SwitchLayer(layer uint8) {
 	m.nextLayer = layer
 	m.haveDelta = false
-	m.pauses.Add(1)
+	m.restart = true
 }
 
 // SwitchLayerAligned is SwitchLayer for a new layer whose timestamps are
@@ -118,11 +111,11 @@ func (m *Munger) Munge(seq uint16, ts uint32, arrival int64, clockRate uint32, p
 		}
 		return m.start(seq, ts, arrival)
 	}
-	if pauses := m.pauses.Load(); pauses != m.seenPauses {
+	if m.restart {
 		if paddingOnly {
 			return 0, 0, false
 		}
-		m.seenPauses = pauses
+		m.restart = false
 		return m.resume(seq, ts, arrival, clockRate)
 	}
 	ext := m.highestIn + uint64(int64(int16(seq-uint16(m.highestIn))))
@@ -154,7 +147,7 @@ func (m *Munger) start(seq uint16, ts uint32, arrival int64) (uint16, uint32, bo
 	m.highestOut.Store(ext)
 	m.mu.Unlock()
 	m.started = true
-	m.seenPauses = m.pauses.Load()
+	m.restart = false
 	m.highestIn = ext
 	m.lastOutTS, m.lastArrival = ts, arrival
 	return seq, ts, true

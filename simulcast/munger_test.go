@@ -12,12 +12,12 @@ const (
 	audioClock = 48000
 )
 
-// mungeStep is one call in a munger test: Pause if pause is set, otherwise
+// mungeStep is one call in a munger test: a restart (SwitchLayer) if pause is set, otherwise
 // Munge with the input fields and check the outputs (outSeq/outTS only when
 // ok is expected).
 type mungeStep struct {
 	pause   bool
-	layer   int // with pause: SwitchLayer(layer-1) instead of Pause when > 0
+	layer   int // with pause: SwitchLayer(layer-1) when > 0, else SwitchLayer(0) (a pause of layer 0)
 	seq     uint16
 	ts      uint32
 	at      int64 // arrival, ms
@@ -306,7 +306,7 @@ func TestMunger(t *testing.T) {
 					continue
 				}
 				if s.pause {
-					m.Pause()
+					m.SwitchLayer(0)
 					continue
 				}
 				seq, ts, ok := m.Munge(s.seq, s.ts, s.at*ms, s.clock, s.pad)
@@ -374,7 +374,7 @@ func TestMungerConcurrentUnmunge(t *testing.T) {
 		seq++
 		switch {
 		case i%1000 == 999:
-			m.Pause()
+			m.SwitchLayer(0)
 			seq += 50
 		case i%97 == 0:
 			m.Munge(seq, uint32(i)*3000, int64(i)*33*ms, videoClock, true)

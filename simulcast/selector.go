@@ -103,9 +103,6 @@ func (s *Selector) Current() int8 { return s.current }
 // (the target, or the best available layer instead), or -1.
 func (s *Selector) Wanted() int8 { return s.want }
 
-// Temporal is the highest temporal id being forwarded.
-func (s *Selector) Temporal() int8 { return s.temporal }
-
 // Select decides what to do with packet p, given the target layer and the
 // layers the publisher currently sends.
 func (s *Selector) Select(p PacketInfo, target Layer, avail LayerMask) Decision {
