@@ -106,8 +106,11 @@ type DownTrack struct {
 	current  atomic.Int32 // spatial layer forwarded, -1: none
 	want     atomic.Int32 // spatial layer the selector aims for, -1: none
 	active   atomic.Bool  // stream state last reported
-	switches atomic.Uint64
-	rr       receiverReport // the subscriber's view of this stream
+	// ceilingRaised: the subscriber raised the maximum since the
+	// allocator last looked, so it may go up at once.
+	ceilingRaised atomic.Bool
+	switches      atomic.Uint64
+	rr            receiverReport // the subscriber's view of this stream
 
 	// scratch[l] is used only by the reader goroutine of layer l.
 	scratch []writeScratch
@@ -206,12 +209,19 @@ func (d *DownTrack) Switches() uint64 { return d.switches.Load() }
 func (d *DownTrack) MaxLayer() simulcast.Layer { return unpackLayer(d.maxLayer.Load()) }
 
 // SetMaxLayer sets the highest layer the subscriber wants (its quality or
-// viewport setting). Until a bandwidth allocator sets targets, the target
-// follows it.
+// viewport setting): the ceiling of the allocator's target. Without an
+// allocator the target stays at the top and the ceiling alone decides.
 func (d *DownTrack) SetMaxLayer(l simulcast.Layer) {
-	d.maxLayer.Store(packLayer(l))
-	d.SetTarget(l)
+	old := unpackLayer(d.maxLayer.Swap(packLayer(l)))
+	if l.Spatial > old.Spatial || (l.Spatial == old.Spatial && l.Temporal > old.Temporal) {
+		d.ceilingRaised.Store(true)
+	}
+	d.refreshStreamState()
 }
+
+// Target is the layer the allocator last chose (the top layer until it
+// chooses one).
+func (d *DownTrack) Target() simulcast.Layer { return unpackLayer(d.target.Load()) }
 
 // SetTarget sets the layer the allocator wants forwarded (clamped to the
 // subscriber's maximum when packets are selected); a negative spatial layer
@@ -526,43 +536,50 @@ func (d *DownTrack) handleRTCP(pkts []rtcp.Packet) {
 	}
 }
 
-// paddingBytes fills one padding-only packet (RFC 3550 padding ends in a
-// one-byte count, so 255 at most).
-const paddingBytes = 255
+// maxPaddingBytes is the most padding one packet carries (RFC 3550
+// padding ends in a one-byte count).
+const maxPaddingBytes = 255
 
-// WritePadding sends up to n padding-only packets on the forwarded video
-// stream, to probe the subscriber's bandwidth, and returns the bytes sent.
-// They take output sequence numbers of their own (a NACK for one maps to
-// nothing) and the timestamp of the last forwarded packet. Nothing is sent
-// while the stream is paused or waits for its first keyframe.
-func (d *DownTrack) WritePadding(n int) int {
+// WritePadding sends up to n padding-only packets of size bytes of padding
+// (at most 255) on the video stream, to probe the subscriber's bandwidth,
+// and returns the bytes sent. They take output sequence numbers of their
+// own (a NACK for one maps to nothing) and the timestamp of the last
+// forwarded packet, and are sent while the allocator pauses the stream too
+// (probing is how it comes back), but not while the track is muted or
+// disabled, nor before the first packet was forwarded.
+func (d *DownTrack) WritePadding(n, size int) int {
 	b := d.bound.Load()
-	if b == nil || d.kind != webrtc.RTPCodecTypeVideo || d.paused.Load() {
+	if b == nil || d.kind != webrtc.RTPCodecTypeVideo || d.paused.Load() || n <= 0 {
 		return 0
 	}
+	size = min(max(size, 1), maxPaddingBytes)
 	d.padMu.Lock()
 	defer d.padMu.Unlock()
 	var none rtp.Header
 	sent := 0
 	for i := 0; i < n; i++ {
 		d.mu.Lock()
-		var seq uint16
-		var ts uint32
-		ok := d.selector.Current() >= 0
-		if ok {
-			seq, ts, ok = d.munger.InsertPadding()
-		}
+		seq, ts, ok := d.munger.InsertPadding()
 		d.mu.Unlock()
 		if !ok {
 			break
 		}
 		h := &d.pad.hdr
 		fillHeader(h, b, &none, seq, ts)
-		h.Padding, h.PaddingSize = true, paddingBytes
+		h.Padding, h.PaddingSize = true, byte(size)
 		d.write(b, &d.pad, nil, time.Now().UnixNano())
-		sent += h.MarshalSize() + paddingBytes
+		sent += h.MarshalSize() + size
 	}
 	return sent
+}
+
+// mungerStarted reports whether a packet was forwarded yet: padding
+// continues the output sequence, so it needs one.
+func (d *DownTrack) mungerStarted() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, started := d.munger.Layer()
+	return started
 }
 
 // recordReports keeps the subscriber's report on this DownTrack's stream.

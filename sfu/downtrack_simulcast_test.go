@@ -315,14 +315,14 @@ func TestDownTrackWritePadding(t *testing.T) {
 	f := newSimulcastFixture()
 	w := &recordingWriter{}
 	d := newBoundDownTrack(t, f.up, "PA_sub", subscriberContext(fixtureVP8, 100, 9, 0, w))
-	if n := d.WritePadding(3); n != 0 {
+	if n := d.WritePadding(3, maxPaddingBytes); n != 0 {
 		t.Fatalf("padding before any keyframe: %d bytes", n)
 	}
 	f.send(2, vp8Frame{key: true, pid: 1})
 	f.tick()
 	f.send(2, vp8Frame{pid: 2})
-	if n := d.WritePadding(3); n != 3*(12+paddingBytes) {
-		t.Fatalf("padding: %d bytes, want %d", n, 3*(12+paddingBytes))
+	if n := d.WritePadding(3, maxPaddingBytes); n != 3*(12+maxPaddingBytes) {
+		t.Fatalf("padding: %d bytes, want %d", n, 3*(12+maxPaddingBytes))
 	}
 	f.tick()
 	f.send(2, vp8Frame{pid: 3})
@@ -350,6 +350,39 @@ func TestDownTrackWritePadding(t *testing.T) {
 	}
 }
 
+// TestDownTrackPaddingWhilePaused checks that padding still goes out when
+// the allocator paused the video (probing is how it comes back), with the
+// sequence continuing across it and the resume at the next keyframe, and
+// that none goes out while the subscriber disabled the track.
+func TestDownTrackPaddingWhilePaused(t *testing.T) {
+	f := newSimulcastFixture()
+	w := &recordingWriter{}
+	d := newBoundDownTrack(t, f.up, "PA_sub", subscriberContext(fixtureVP8, 100, 9, 0, w))
+	f.send(2, vp8Frame{key: true, pid: 1})
+	d.SetTarget(simulcast.NoLayer)
+	f.tick()
+	f.send(2, vp8Frame{pid: 2}) // paused: not forwarded
+	if n := d.WritePadding(2, 50); n != 2*(12+50) {
+		t.Fatalf("padding while paused by the allocator: %d bytes", n)
+	}
+	d.SetTarget(simulcast.Layer{Spatial: 2, Temporal: simulcast.AllTemporal})
+	f.tick()
+	f.send(2, vp8Frame{key: true, pid: 3})
+	sent := w.packets()
+	if len(sent) != 4 {
+		t.Fatalf("%d packets, want media, 2 padding, media", len(sent))
+	}
+	for i := 1; i < len(sent); i++ {
+		if sent[i].hdr.SequenceNumber != sent[i-1].hdr.SequenceNumber+1 {
+			t.Errorf("packet %d: seq %d after %d", i, sent[i].hdr.SequenceNumber, sent[i-1].hdr.SequenceNumber)
+		}
+	}
+	d.SetPaused(true)
+	if n := d.WritePadding(2, 50); n != 0 {
+		t.Errorf("padding while disabled: %d bytes", n)
+	}
+}
+
 // TestDownTrackStampsTransportCC checks that every packet a DownTrack sends
 // (media, padding, retransmission) carries the connection's next
 // transport-wide sequence number, recorded with its size on the wire.
@@ -363,7 +396,7 @@ func TestDownTrackStampsTransportCC(t *testing.T) {
 	f.send(2, vp8Frame{key: true, pid: 1})
 	f.tick()
 	f.send(2, vp8Frame{pid: 2})
-	d.WritePadding(2)
+	d.WritePadding(2, 100)
 	first := w.packets()[0].hdr.SequenceNumber
 	d.handleRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{Nacks: []rtcp.NackPair{{PacketID: first}}}})
 	sent := w.packets()

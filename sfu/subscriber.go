@@ -22,6 +22,7 @@ type subscription struct {
 	publisher   livekit.ParticipantID
 	muted       bool // publisher muted the track
 	disabled    bool // subscriber disabled it with trackSetting
+	screen      bool // a screen share: served before cameras
 }
 
 // subscriber is the sending side of a participant: the peer connection the
@@ -33,6 +34,7 @@ type subscriber struct {
 	reliable *dataChannel
 	lossy    *dataChannel
 	cc       *congestion
+	alloc    *allocation
 
 	mu       sync.Mutex
 	subs     map[livekit.TrackID]*subscription
@@ -72,6 +74,8 @@ func newSubscriber(p *Participant) (*subscriber, error) {
 		return nil, fmt.Errorf("create lossy data channel: %w", err)
 	}
 	s.reliable, s.lossy = newDataChannel(reliable), newDataChannel(lossy)
+	s.alloc = newAllocation(s, p.log)
+	s.alloc.start()
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) { p.sendTrickle(livekit.SignalTarget_SUBSCRIBER, c) })
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		p.log.Debug("subscriber pc state", "state", st.String())
@@ -196,9 +200,9 @@ func (s *subscriber) subscribe(from *Participant, t *publishedTrack) error {
 	// racing with this subscribe then either is seen here or finds sub in
 	// setMuted.
 	from.pub.mu.Lock()
-	muted := t.info.Muted
+	muted, screen := t.info.Muted, isScreenShare(t.info)
 	from.pub.mu.Unlock()
-	sub := &subscription{dt: dt, track: t, transceiver: tr, publisher: from.ID(), muted: muted, disabled: s.disabled[id]}
+	sub := &subscription{dt: dt, track: t, transceiver: tr, publisher: from.ID(), muted: muted, disabled: s.disabled[id], screen: screen}
 	dt.SetPaused(sub.muted || sub.disabled)
 	s.subs[id] = sub
 	s.mu.Unlock()
@@ -206,6 +210,7 @@ func (s *subscriber) subscribe(from *Participant, t *publishedTrack) error {
 	t.up.AddSink(dt)
 	t.wantLayer(dt.SinkID(), sub.wantedLayer())
 	go dt.ReadRTCP(tr.Sender())
+	s.alloc.trigger()
 	s.p.log.Debug("subscribed", "track", id, "publisher", from.ID())
 	s.requestNegotiation()
 	return nil
@@ -298,6 +303,7 @@ func (p *Participant) updateTrackSetting(owner *Participant, t *publishedTrack, 
 	s.mu.Unlock()
 	if sub != nil {
 		t.wantLayer(sub.dt.SinkID(), sub.wantedLayer())
+		s.alloc.trigger()
 	}
 }
 
@@ -365,6 +371,7 @@ func (s *subscriber) close() {
 		s.negTimer = nil
 	}
 	s.negMu.Unlock()
+	s.alloc.close()
 	for _, sub := range subs {
 		sub.dt.Track().RemoveSink(sub.dt.SinkID())
 		sub.track.dropWant(sub.dt.SinkID())

@@ -79,6 +79,7 @@ type upLayer struct {
 type bitrateMeter struct {
 	last      [simulcast.AllTemporal + 1]uint64
 	lastNanos int64
+	seeded    bool // a first sample was taken as it is
 }
 
 // bitrateSmoothing is the weight of the newest sample in a layer's bitrate
@@ -276,8 +277,15 @@ func (l *upLayer) updateRates(now int64) {
 		sample := float64(b-m.last[i]) * 8 / dt
 		m.last[i] = b
 		old := float64(l.rates[i].Load())
+		if !m.seeded {
+			// The first sample is the rate: smoothing it in from zero would
+			// make a new layer look cheap for a second, and an allocator
+			// place subscribers on it that it then has to take down.
+			old = sample
+		}
 		l.rates[i].Store(uint64(old + bitrateSmoothing*(sample-old)))
 	}
+	m.seeded = true
 	m.lastNanos = now
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/sdp/v3"
+	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -27,6 +28,10 @@ type TransportParams struct {
 	NodeIP string
 	// ICEServers are handed to clients in the join response.
 	ICEServers []webrtc.ICEServer
+	// Net, when set, replaces the operating system's network: tests run
+	// nodes on pion's virtual network (vnet) to shape their links. ICE-TCP
+	// is off on it.
+	Net transport.Net
 }
 
 // Transport owns the node's muxed UDP and TCP sockets and builds the pion API
@@ -128,17 +133,23 @@ func newMediaEngine(withRTX bool, audioExt, videoExt []string) (*webrtc.MediaEng
 
 // NewTransport opens the node's muxed UDP port and ICE-TCP listener.
 func NewTransport(p TransportParams) (*Transport, error) {
-	udpConn, err := net.ListenPacket("udp", net.JoinHostPort(p.BindIP, strconv.Itoa(p.UDPPort)))
+	udpConn, err := listenUDP(p)
 	if err != nil {
 		return nil, fmt.Errorf("listen udp %d: %w", p.UDPPort, err)
 	}
 	t := &Transport{udpConn: udpConn}
 	se := webrtc.SettingEngine{}
-	udpMux := webrtc.NewICEUDPMux(nil, udpConn)
+	var udpMux ice.UDPMux
+	if p.Net != nil {
+		se.SetNet(p.Net)
+		udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: udpConn, Net: p.Net})
+	} else {
+		udpMux = webrtc.NewICEUDPMux(nil, udpConn)
+	}
 	t.udpMux = udpMux
 	se.SetICEUDPMux(udpMux)
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
-	if p.TCPPort > 0 {
+	if p.TCPPort > 0 && p.Net == nil {
 		l, err := net.Listen("tcp", net.JoinHostPort(p.BindIP, strconv.Itoa(p.TCPPort)))
 		if err != nil {
 			_ = udpMux.Close()
@@ -162,6 +173,15 @@ func NewTransport(p TransportParams) (*Transport, error) {
 		return nil, err
 	}
 	return t, nil
+}
+
+// listenUDP opens the node's muxed UDP socket, on p.Net when set.
+func listenUDP(p TransportParams) (net.PacketConn, error) {
+	addr := net.JoinHostPort(p.BindIP, strconv.Itoa(p.UDPPort))
+	if p.Net != nil {
+		return p.Net.ListenPacket("udp", addr)
+	}
+	return net.ListenPacket("udp", addr)
 }
 
 func isLoopback(ip string) bool {

@@ -152,6 +152,7 @@ type Allocator struct {
 	tracks   map[string]*allocState
 	gen      uint64 // counts Allocate calls, to forget unlisted tracks
 	work     []allocWork
+	trust    bool // TrustEstimate: the next estimate replaces the window
 }
 
 // allocState is what the allocator remembers of a track between calls.
@@ -258,6 +259,12 @@ func allocDuration(d, def time.Duration) int64 {
 // tracks change; a track not listed is forgotten.
 func (a *Allocator) Allocate(now int64, estimate uint64, tracks []AllocTrack) Allocation {
 	a.gen++
+	if a.trust {
+		a.trust = false
+		a.est = allocRange{}
+		a.est.add(now, estimate, a.half)
+		a.est.n = allocBucketSamples // a measured value: no margin for unknown noise
+	}
 	// The estimate's low: the lowest of the window less half the window's
 	// spread (at most an eighth), so that a noisy estimate needs more room.
 	low, high := a.est.add(now, estimate, a.half)
@@ -285,6 +292,23 @@ func (a *Allocator) Allocate(now int64, estimate uint64, tracks []AllocTrack) Al
 		}
 	}
 	return out
+}
+
+// TrustEstimate makes the next call start the estimate's window afresh
+// with its estimate, counted as known to be steady: a probe has just
+// measured it, so the lower values before it are out of date and an
+// upgrade the probe was sent for need not wait for them to age out.
+func (a *Allocator) TrustEstimate() { a.trust = true }
+
+// Refresh makes the track id start afresh in the next call, like a new
+// track (the best step that fits the estimate now, without hold or
+// headroom), keeping the layers it failed on. Call it when the subscriber
+// raises the track's ceiling, so that the track goes up at once rather than
+// one step per call.
+func (a *Allocator) Refresh(id string) {
+	if st := a.tracks[id]; st != nil {
+		st.fresh = true
+	}
 }
 
 // prepare updates the measured bitrates, sets the targets of audio and of

@@ -570,3 +570,52 @@ func BenchmarkAllocate(b *testing.B) {
 		})
 	}
 }
+
+// TestAllocatorTrustEstimate checks that an estimate a probe confirmed is
+// used at once: without TrustEstimate the upgrade waits for the lower
+// values of the window to age out.
+func TestAllocatorTrustEstimate(t *testing.T) {
+	for _, trust := range []bool{false, true} {
+		a := NewAllocator(AllocatorConfig{})
+		tracks := []AllocTrack{allocCam("cam")}
+		now := int64(0)
+		for range 30 { // settled on MEDIUM at 1 Mbit/s
+			now += int64(100 * time.Millisecond)
+			a.Allocate(now, 1_000_000, tracks)
+		}
+		out := a.Allocate(now, 1_000_000, tracks)
+		if out.Targets[0] != allocL(1, AllTemporal) || out.Probe == 0 {
+			t.Fatalf("before the probe: %v, probe %d", out.Targets, out.Probe)
+		}
+		if trust {
+			a.TrustEstimate()
+		}
+		now += int64(100 * time.Millisecond)
+		out = a.Allocate(now, 2*out.Probe, tracks)
+		if got, want := out.Targets[0] == allocL(2, AllTemporal), trust; got != want {
+			t.Errorf("trust %v: after the probe %v", trust, out.Targets)
+		}
+	}
+}
+
+// TestAllocatorRefresh checks that a track whose ceiling the subscriber
+// raised goes straight to the best layer that fits, not one step per call.
+func TestAllocatorRefresh(t *testing.T) {
+	for _, refresh := range []bool{false, true} {
+		a := NewAllocator(AllocatorConfig{})
+		low := allocWith(allocCamT("cam"), allocL(0, AllTemporal))
+		now := int64(0)
+		for range 5 {
+			now += int64(100 * time.Millisecond)
+			a.Allocate(now, 5_000_000, []AllocTrack{low})
+		}
+		if refresh {
+			a.Refresh("cam")
+		}
+		now += int64(100 * time.Millisecond)
+		out := a.Allocate(now, 5_000_000, []AllocTrack{allocCamT("cam")})
+		if got, want := out.Targets[0] == allocL(2, AllTemporal), refresh; got != want {
+			t.Errorf("refresh %v: after raising the ceiling %v", refresh, out.Targets)
+		}
+	}
+}

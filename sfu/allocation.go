@@ -1,0 +1,179 @@
+package sfu
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/fanout-sfu/fanout/simulcast"
+)
+
+// allocInterval is how often a subscriber connection's layers are
+// allocated: often enough to step down within a feedback interval or two
+// of congestion showing in the estimate.
+const allocInterval = 100 * time.Millisecond
+
+// allocation chooses, on its own goroutine, the layer every DownTrack of
+// one subscriber connection forwards within the connection's bandwidth
+// estimate, and probes for the bandwidth an upgrade needs. Nothing of it
+// runs per packet.
+type allocation struct {
+	s      *subscriber
+	alloc  *simulcast.Allocator
+	probe  prober
+	log    *slog.Logger
+	kick   chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
+	tracks []simulcast.AllocTrack
+	subs   []*subscription
+}
+
+func newAllocation(s *subscriber, log *slog.Logger) *allocation {
+	return &allocation{
+		s: s, log: log,
+		alloc: simulcast.NewAllocator(simulcast.AllocatorConfig{}),
+		kick:  make(chan struct{}, 1),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+}
+
+// start runs the allocation loop until close.
+func (a *allocation) start() { go a.run() }
+
+// close stops the loop and waits for it.
+func (a *allocation) close() {
+	select {
+	case <-a.stop:
+	default:
+		close(a.stop)
+	}
+	<-a.done
+}
+
+// trigger asks for an allocation now (a subscription or a ceiling
+// changed) rather than at the next tick.
+func (a *allocation) trigger() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (a *allocation) run() {
+	defer close(a.done)
+	ticker := time.NewTicker(allocInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-a.stop:
+			return
+		case <-ticker.C:
+		case <-a.kick:
+		}
+		a.step(time.Now().UnixNano())
+	}
+}
+
+// step runs one allocation and, when an upgrade waits for bandwidth, a
+// probe.
+func (a *allocation) step(now int64) {
+	a.gather()
+	if len(a.subs) == 0 {
+		a.probe.idle()
+		return
+	}
+	estimate := a.s.cc.estimate()
+	if a.probe.confirmed(now, estimate) {
+		a.alloc.TrustEstimate()
+		a.log.Debug("probe confirmed", "estimate_bps", estimate)
+	}
+	out := a.alloc.Allocate(now, estimate, a.tracks)
+	a.apply(out, estimate)
+	if out.Probe > estimate && a.probe.maybeProbe(now, out.Probe, a.subs, a.stop) {
+		a.log.Debug("probe cluster sent", "target_bps", out.Probe, "estimate_bps", estimate, "next_in", a.probe.backoff)
+	}
+	clear(a.subs) // hold no subscriptions between steps
+	a.subs = a.subs[:0]
+}
+
+// gather lists the subscriptions and what the allocator needs of them.
+func (a *allocation) gather() {
+	a.tracks, a.subs = a.tracks[:0], a.subs[:0]
+	s := a.s
+	s.mu.Lock()
+	for _, sub := range s.subs {
+		a.subs = append(a.subs, sub)
+	}
+	s.mu.Unlock()
+	for _, sub := range a.subs {
+		dt := sub.dt
+		t := simulcast.AllocTrack{
+			ID:       string(dt.p.Track.ID()),
+			Audio:    dt.Kind() == webrtc.RTPCodecTypeAudio,
+			Screen:   sub.screen,
+			Max:      dt.MaxLayer(),
+			Bitrates: sub.track.up.LayerBitrates(),
+			Current:  simulcast.NoLayer,
+		}
+		if dt.Paused() {
+			t.Max = simulcast.NoLayer // muted or disabled: nothing to reserve
+		}
+		if cur := dt.CurrentLayer(); cur >= 0 {
+			t.Current = simulcast.Layer{Spatial: cur, Temporal: dt.Target().Temporal}
+		}
+		if dt.ceilingRaised.Swap(false) {
+			a.alloc.Refresh(t.ID)
+		}
+		a.tracks = append(a.tracks, t)
+	}
+}
+
+// apply sets the targets the allocator chose. A track the allocator
+// cannot place because none of its layers has been measured yet (a new
+// publisher) or because it is paused anyway keeps its target: pausing it
+// would only report a stream state that is not about bandwidth.
+func (a *allocation) apply(out simulcast.Allocation, estimate uint64) {
+	for i, sub := range a.subs {
+		t := &a.tracks[i]
+		if t.Audio || t.Max.Spatial < 0 || !measured(&t.Bitrates) {
+			continue
+		}
+		to, from := out.Targets[i], sub.dt.Target()
+		if to == from {
+			continue
+		}
+		sub.dt.SetTarget(to)
+		a.log.Debug("layer allocation", "track", t.ID, "from", layerString(from), "to", layerString(to),
+			"estimate_bps", estimate, "used_bps", out.Used, "probe_bps", out.Probe)
+	}
+}
+
+// measured reports whether any layer of a track has a bitrate.
+func measured(rates *[simulcast.MaxSpatial][simulcast.AllTemporal + 1]uint64) bool {
+	for s := range rates {
+		for _, r := range rates[s] {
+			if r > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// layerString names a layer for logs: "paused" or "s2t3".
+func layerString(l simulcast.Layer) string {
+	if l.Spatial < 0 {
+		return "paused"
+	}
+	return "s" + string(rune('0'+l.Spatial)) + "t" + string(rune('0'+min(max(l.Temporal, 0), 9)))
+}
+
+// isScreenShare reports whether a track is a screen share (served before
+// cameras).
+func isScreenShare(info *livekit.TrackInfo) bool {
+	return info.Source == livekit.TrackSource_SCREEN_SHARE
+}

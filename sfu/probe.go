@@ -1,0 +1,132 @@
+package sfu
+
+import (
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// Probing: before the allocator moves a track up to a layer the estimate
+// does not cover, the subscriber's path is tested with a short cluster of
+// padding-only packets paced at the bitrate the upgrade needs. The
+// estimator measures the cluster by its own packets (simulcast GCC): if the
+// receiver got it at that rate without delay growth the estimate rises to
+// it, and the allocator trusts it at once.
+const (
+	// probeClusterSpan is how long one cluster lasts: long enough for a
+	// receive rate to be measured over many packets, short enough that a
+	// full path only queues it briefly.
+	probeClusterSpan = 40 * time.Millisecond
+	// probeSlot paces the cluster: packets go out in bursts this far apart.
+	probeSlot = 5 * time.Millisecond
+	// probeOvershoot paces a cluster above the estimate it tests for, so
+	// that the rate measured (a little under the paced one) still reaches
+	// it.
+	probeOvershoot = 1.2
+	// probeMinPackets and probeMaxPackets bound a cluster: the estimator
+	// ignores clusters of fewer than 5 received packets.
+	probeMinPackets = 10
+	probeMaxPackets = 200
+	// probeResultWait is how long a cluster's result may take to show in
+	// the estimate (feedback comes every 50-100 ms).
+	probeResultWait = time.Second
+	// probeBackoffMin and probeBackoffMax space the clusters of an upgrade
+	// the path keeps refusing: each failure doubles the wait, so that a
+	// link at its capacity is tested rarely, but often enough that a link
+	// that got better is noticed within seconds.
+	probeBackoffMin = time.Second
+	probeBackoffMax = 8 * time.Second
+)
+
+// prober paces probe clusters for one subscriber connection; it runs on
+// the connection's allocation goroutine.
+type prober struct {
+	target  uint64 // estimate the pending cluster tests for, 0: none pending
+	sentAt  int64  // when the pending cluster ended
+	next    int64  // earliest start of the next cluster
+	backoff time.Duration
+}
+
+// idle forgets a pending cluster: nothing is subscribed.
+func (p *prober) idle() { p.target = 0 }
+
+// confirmed reports, once, that the estimate reached the pending
+// cluster's target: the probe succeeded and the next upgrade step may be
+// probed for at once. A cluster whose result did not come in time failed.
+func (p *prober) confirmed(now int64, estimate uint64) bool {
+	if p.target == 0 {
+		return false
+	}
+	if estimate >= p.target {
+		p.target, p.backoff, p.next = 0, 0, now
+		return true
+	}
+	if now-p.sentAt > int64(probeResultWait) {
+		p.target = 0
+	}
+	return false
+}
+
+// maybeProbe sends a cluster testing for an estimate of want bits/s on one
+// of the subscriptions' video streams, unless one is pending or the
+// backoff has not passed, and reports whether it sent one. It returns
+// early when stop closes.
+func (p *prober) maybeProbe(now int64, want uint64, subs []*subscription, stop <-chan struct{}) bool {
+	if p.target != 0 || now < p.next {
+		return false
+	}
+	rate := float64(want) * probeOvershoot
+	bytes := int(rate * probeClusterSpan.Seconds() / 8)
+	n := min(max(bytes/maxPaddingBytes, probeMinPackets), probeMaxPackets)
+	size := min(max(bytes/n, 1), maxPaddingBytes)
+	dt := paddingTrack(subs)
+	if dt == nil || !sendCluster(dt, n, size, stop) {
+		return false
+	}
+	end := time.Now().UnixNano()
+	p.target, p.sentAt = want, end
+	p.backoff = min(max(2*p.backoff, probeBackoffMin), probeBackoffMax)
+	p.next = end + int64(p.backoff)
+	return true
+}
+
+// paddingTrack picks the video DownTrack to carry padding: the first that
+// is bound and forwards (or forwarded before the allocator paused it).
+func paddingTrack(subs []*subscription) *DownTrack {
+	for _, sub := range subs {
+		dt := sub.dt
+		if dt.Kind() == webrtc.RTPCodecTypeVideo && !dt.Paused() && dt.bound.Load() != nil && dt.mungerStarted() {
+			return dt
+		}
+	}
+	return nil
+}
+
+// sendCluster writes n padding packets of size bytes on dt, spread evenly
+// over probeClusterSpan in probeSlot steps. It reports whether all went
+// out.
+func sendCluster(dt *DownTrack, n, size int, stop <-chan struct{}) bool {
+	slots := int(probeClusterSpan / probeSlot)
+	timer := time.NewTimer(probeSlot)
+	defer timer.Stop()
+	sent := 0
+	for k := 1; k <= slots; k++ {
+		due := n * k / slots
+		if due > sent {
+			if dt.WritePadding(due-sent, size) == 0 {
+				return false
+			}
+			sent = due
+		}
+		if k == slots {
+			break
+		}
+		timer.Reset(probeSlot)
+		select {
+		case <-stop:
+			return false
+		case <-timer.C:
+		}
+	}
+	return true
+}
