@@ -132,6 +132,12 @@ type AllocatorConfig struct {
 // ranked by (spatial, temporal): resolution is preferred to frame rate,
 // so 640x360 at 7.5 fps ranks above 320x180 at 30 fps. A layer that costs
 // no less than a better one is skipped, so costs rise along the steps.
+// For cameras, a spatial layer above the lowest offers only its two best
+// temporal steps (about half the frame rate and the full one): a face at
+// 5 fps is worse than at a lower resolution and full motion, so cameras
+// lose resolution before they lose more than half their frame rate, and
+// drop to a quarter only in the lowest layer. Screen shares offer every
+// step: text stays sharp at any frame rate.
 // A new track, or one re-enabled or whose layers came back, starts at the
 // best step that fits now, without hold or headroom.
 //
@@ -333,7 +339,7 @@ func (a *Allocator) prepare(now int64, tracks []AllocTrack, targets []Layer) (au
 				st: st, id: t.ID, idx: i, screen: t.Screen, prio: t.Priority, fresh: st.fresh,
 			})
 			w := &a.work[len(a.work)-1]
-			w.build(t.Max, &peaks)
+			w.build(t.Max, &peaks, !t.Screen)
 			if w.n == 0 {
 				a.work = a.work[:len(a.work)-1]
 				st.reset()
@@ -394,8 +400,9 @@ func allocCeiling(ceiling Layer) (spatial, temporal int8) {
 
 // build lists the steps of a track: its available layers within ceiling
 // in rank order, or its lowest available layer when none is within it,
-// without the layers that cost no less than a better one.
-func (w *allocWork) build(ceiling Layer, rates *allocRates) {
+// without the layers that cost no less than a better one, and for a
+// camera without the low frame rates of its upper spatial layers.
+func (w *allocWork) build(ceiling Layer, rates *allocRates, camera bool) {
 	maxS, maxT := allocCeiling(ceiling)
 	w.n = 0
 	for s := int8(0); s <= maxS; s++ {
@@ -423,6 +430,25 @@ func (w *allocWork) build(ceiling Layer, rates *allocRates) {
 		}
 	}
 	w.n = int8(copy(w.rungs[:], w.rungs[k:w.n]))
+	if camera {
+		w.keepFrameRate()
+	}
+}
+
+// keepFrameRate drops the steps of every spatial layer above the lowest
+// but its two best (the steps are in rank order).
+func (w *allocWork) keepFrameRate() {
+	n := int8(0)
+	for i := int8(0); i < w.n; i++ {
+		s := w.rungs[i].layer.Spatial
+		upper := s > w.rungs[0].layer.Spatial
+		if upper && i+2 < w.n && w.rungs[i+2].layer.Spatial == s {
+			continue // two better steps of the same layer follow
+		}
+		w.rungs[n] = w.rungs[i]
+		n++
+	}
+	w.n = n
 }
 
 // allocDominated reports whether base is an available layer within the

@@ -125,9 +125,18 @@ func TestAllocatorPicksLayers(t *testing.T) {
 		{"nothing received yet", 2_000_000,
 			[]AllocTrack{allocCam("a", 0, 0, 0)},
 			[]Layer{NoLayer}, 0, false},
-		{"resolution before frame rate", 300_000,
-			[]AllocTrack{allocCamT("a")},
+		{"screen share: resolution before frame rate", 300_000,
+			[]AllocTrack{allocScreen(allocCamT("a"))},
 			[]Layer{allocL(1, 0)}, 250_000, true},
+		{"camera: half the frame rate at most, before resolution", 300_000,
+			[]AllocTrack{allocCamT("a")},
+			[]Layer{allocL(0, 3)}, 150_000, true},
+		{"camera: half the frame rate of an upper layer", 450_000,
+			[]AllocTrack{allocCamT("a")},
+			[]Layer{allocL(1, 2)}, 425_000, true},
+		{"camera: a quarter of the frame rate in the lowest layer", 80_000,
+			[]AllocTrack{allocCamT("a")},
+			[]Layer{allocL(0, 0)}, 75_000, true},
 		{"a known track goes up one step at a time", 5_000_000,
 			[]AllocTrack{allocAt(allocCamT("a"), allocL(1, 2))},
 			[]Layer{allocL(1, 3)}, 500_000, true},
@@ -135,7 +144,7 @@ func TestAllocatorPicksLayers(t *testing.T) {
 			[]AllocTrack{allocCamRaw("a", allocRates{{150_000, 150_000, 150_000, 150_000}, {500_000, 500_000, 500_000, 500_000}})},
 			[]Layer{allocL(1, 3)}, 500_000, false},
 		{"a layer costing more than a better one is skipped", 320_000,
-			[]AllocTrack{allocCamRaw("a", allocRates{{100_000, 150_000, 200_000, 300_000}, {250_000, 350_000, 425_000, 500_000}})},
+			[]AllocTrack{allocScreen(allocCamRaw("a", allocRates{{100_000, 150_000, 200_000, 300_000}, {250_000, 350_000, 425_000, 500_000}}))},
 			[]Layer{allocL(1, 0)}, 250_000, true},
 	}
 	for _, tt := range tests {
@@ -217,7 +226,7 @@ var allocScenarios = []struct {
 	steps  []allocStep
 }{
 	{"downgrade at once, as far as needed", allocRaw,
-		[]AllocTrack{allocAt(allocCamT("a"), allocL(2, 3))},
+		[]AllocTrack{allocAt(allocScreen(allocCamT("a")), allocL(2, 3))},
 		[]allocStep{
 			allocCall(0, 3_000_000, allocL(2, 3)),
 			allocCall(250*allocMs, 400_000, allocL(1, 1)),
@@ -225,7 +234,7 @@ var allocScenarios = []struct {
 			allocCall(750*allocMs, 50_000, NoLayer),
 		}},
 	{"upgrade after the hold, one step per call", allocRaw,
-		[]AllocTrack{allocMic("m", 32_000), allocAt(allocCamT("a"), allocL(2, 3))},
+		[]AllocTrack{allocMic("m", 32_000), allocAt(allocScreen(allocCamT("a")), allocL(2, 3))},
 		[]allocStep{
 			allocAV(0, 3_000_000, allocL(2, 3)),
 			allocAV(1*allocS, 600_000, allocL(1, 3)),
@@ -306,7 +315,7 @@ var allocScenarios = []struct {
 			allocAV(1250*allocMs, 3_000_000, allocL(2, 3)).after(allocSetRate(1, 2, 3, 1_500_000)),
 		}},
 	{"ceiling: down at once, up one step per call without hold", allocRaw,
-		[]AllocTrack{allocMic("m", 32_000), allocAt(allocCamT("a"), allocL(2, 3))},
+		[]AllocTrack{allocMic("m", 32_000), allocAt(allocScreen(allocCamT("a")), allocL(2, 3))},
 		[]allocStep{
 			allocAV(0, 5_000_000, allocL(2, 3)),
 			allocAV(1*allocS, 5_000_000, allocL(0, 3)).after(allocSetMax(1, allocL(0, 3))),
@@ -324,13 +333,13 @@ var allocScenarios = []struct {
 			allocAV(1500*allocMs, 3_000_000, allocL(2, 3)).after(allocAdd(allocCam("a"))),
 		}},
 	{"a track the allocator has not seen continues from Current", allocRaw,
-		[]AllocTrack{allocAt(allocCamT("a"), allocL(1, 3)), allocAt(allocCamT("b"), allocL(0, 5))},
+		[]AllocTrack{allocAt(allocScreen(allocCamT("a")), allocL(1, 3)), allocAt(allocScreen(allocCamT("b")), allocL(0, 5))},
 		[]allocStep{
 			// b's Current is no valid layer: the best step below it.
 			allocCall(0, 5_000_000, allocL(2, 0), allocL(1, 0)),
 		}},
 	{"window: a drop trims to the estimate's low; the upgrade waits for the low", AllocatorConfig{},
-		[]AllocTrack{allocMic("m", 32_000), allocAt(allocCamT("a"), allocL(2, 3))},
+		[]AllocTrack{allocMic("m", 32_000), allocAt(allocScreen(allocCamT("a")), allocL(2, 3))},
 		[]allocStep{
 			allocAV(0, 3_000_000, allocL(2, 3)).to(4750 * allocMs),
 			// The low: 600k less an eighth; {1,3} and audio need 532k.
