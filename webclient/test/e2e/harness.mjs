@@ -245,6 +245,12 @@ export function buildFanout() {
  * /healthz. Its stderr (debug log in --dev) goes to
  * test-artifacts/<name>-fanout.log. Stopped at teardown.
  *
+ * opts.host (default 127.0.0.1) is the IPv4 address fanout binds (HTTP, UDP,
+ * ICE-TCP) and advertises as its ICE host candidate (--bind, --node-ip); url
+ * and wsUrl use it. A test whose browser runs in another network namespace
+ * passes the host end of its veth link here. The free ports are picked on
+ * 127.0.0.1 (a port free there is almost always free on a local address).
+ *
  * Returns {url, wsUrl, port, udpPort, tcpPort, logPath, bin, pid, stop(), token(room, identity, opts)}.
  * token opts: {name, publish, subscribe, publishData, admin, validFor} map to
  * the `fanout token` flags of the same names (publishData -> --publish-data).
@@ -261,15 +267,15 @@ export async function startFanout(opts = {}) {
   }
 }
 
-async function startFanoutOnce({ name = 'fanout', args = [], env = {}, timeout = 20_000 } = {}) {
+async function startFanoutOnce({ name = 'fanout', host = '127.0.0.1', args = [], env = {}, timeout = 20_000 } = {}) {
   const bin = await buildFanout();
   const [port, tcpPort] = await freePorts('tcp', 2);
   const [udpPort] = await freePorts('udp', 1);
   const logPath = artifactPath(`${slug(name)}-fanout.log`);
   const log = createWriteStream(logPath);
   const fullArgs = [
-    '--dev', '--bind', '127.0.0.1', '--port', String(port), '--udp-port', String(udpPort),
-    '--tcp-port', String(tcpPort), '--node-ip', '127.0.0.1', ...args,
+    '--dev', '--bind', host, '--port', String(port), '--udp-port', String(udpPort),
+    '--tcp-port', String(tcpPort), '--node-ip', host, ...args,
   ];
   // FANOUT_* from the caller's environment would override nothing we pass
   // explicitly, but could add keys or a config file: drop them.
@@ -300,7 +306,7 @@ async function startFanoutOnce({ name = 'fanout', args = [], env = {}, timeout =
   };
   onTeardown(stop);
 
-  const url = `http://127.0.0.1:${port}`;
+  const url = `http://${host}:${port}`;
   let started = false;
   let exitedEarly = false;
   const failed = exited.then((r) => {
@@ -334,7 +340,7 @@ async function startFanoutOnce({ name = 'fanout', args = [], env = {}, timeout =
     return stdout.trim();
   };
 
-  return { url, wsUrl: `ws://127.0.0.1:${port}`, port, udpPort, tcpPort, logPath, bin, pid: child.pid, stop, token };
+  return { url, wsUrl: `ws://${host}:${port}`, port, udpPort, tcpPort, logPath, bin, pid: child.pid, stop, token };
 }
 
 // ---------------------------------------------------------------- chromium
@@ -342,13 +348,15 @@ async function startFanoutOnce({ name = 'fanout', args = [], env = {}, timeout =
 /**
  * Launches headless Chromium with CHROMIUM_ARGS (plus extra args); closed at
  * teardown. Waits up to 5 min for /usr/bin/chromium to appear (it may still
- * be installing).
+ * be installing). executablePath replaces /usr/bin/chromium, e.g. with a
+ * wrapper script that starts it in a network namespace (playwright talks to
+ * it over a pipe, which works across namespaces).
  */
-export async function launchChromium({ args = [], timeout = 30_000 } = {}) {
+export async function launchChromium({ args = [], timeout = 30_000, executablePath = CHROMIUM_PATH } = {}) {
   await waitFor(() => existsSync(CHROMIUM_PATH), { timeout: 300_000, interval: 10_000, what: `${CHROMIUM_PATH} to exist` });
   const { chromium } = await import('playwright-core');
   const browser = await chromium.launch({
-    executablePath: CHROMIUM_PATH,
+    executablePath,
     headless: true,
     args: [...CHROMIUM_ARGS, ...args],
     timeout,
@@ -375,7 +383,9 @@ export function captureConsole(page, name) {
   const add = (line) => {
     const l = `${new Date().toISOString()} ${line}`;
     lines.push(l);
-    out.write(l + '\n');
+    // A page may still log while teardown closes things: after the file
+    // is closed, the line is kept in memory only.
+    if (!out.writableEnded) out.write(l + '\n');
   };
   page.on('console', (msg) => add(`[${msg.type()}] ${msg.text()}`));
   page.on('pageerror', (err) => add(`[pageerror] ${err.stack || err.message}`));
@@ -407,10 +417,10 @@ const MIME = {
 
 /**
  * Serves dir on http://127.0.0.1:<free port> (another origin than fanout, so
- * browser pages also exercise fanout's CORS). Closed at teardown.
- * Returns {url, port, close()}.
+ * browser pages also exercise fanout's CORS), or on host instead of
+ * 127.0.0.1. Closed at teardown. Returns {url, port, close()}.
  */
-export async function serveStatic(dir) {
+export async function serveStatic(dir, { host = '127.0.0.1' } = {}) {
   const root = resolve(dir);
   const server = createServer(async (req, res) => {
     try {
@@ -436,7 +446,7 @@ export async function serveStatic(dir) {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise((r) => server.listen(0, host, r));
   const { port } = server.address();
   let closed = false;
   const close = () => {
@@ -446,7 +456,7 @@ export async function serveStatic(dir) {
     return new Promise((r) => server.close(() => r()));
   };
   onTeardown(close);
-  return { url: `http://127.0.0.1:${port}`, port, close };
+  return { url: `http://${host}:${port}`, port, close };
 }
 
 // ---------------------------------------------------------------- bundling

@@ -297,6 +297,34 @@ async function publisherTransport(): Promise<{ availableOutgoingBitrate?: number
   return undefined;
 }
 
+/**
+ * The selected candidate pair of the connection that receives a remote
+ * camera: both addresses, the receive-side estimate and RTT.
+ */
+async function receiverTransport(identity: string): Promise<{ availableIncomingBitrate?: number; currentRoundTripTime?: number; local?: string; remote?: string } | undefined> {
+  const receiver = remoteCamera(identity).track?.receiver;
+  if (!receiver) return undefined;
+  const report = await receiver.getStats();
+  const cands = new Map<string, string>();
+  let selected: string | undefined;
+  report.forEach((s) => {
+    if (s.type === 'local-candidate' || s.type === 'remote-candidate') cands.set(s.id, `${s.protocol} ${s.address}:${s.port} ${s.candidateType}`);
+    if (s.type === 'transport' && s.selectedCandidatePairId) selected = s.selectedCandidatePairId;
+  });
+  let out;
+  report.forEach((s) => {
+    if (s.type !== 'candidate-pair') return;
+    if (selected ? s.id !== selected : !(s.nominated && s.state === 'succeeded')) return;
+    out = {
+      availableIncomingBitrate: s.availableIncomingBitrate,
+      currentRoundTripTime: s.currentRoundTripTime,
+      local: cands.get(s.localCandidateId),
+      remote: cands.get(s.remoteCandidateId),
+    };
+  });
+  return out;
+}
+
 /** Sends a text as a reliable data packet with a topic (to everyone or some identities). */
 async function sendData(text: string, topic: string, destinationIdentities?: string[]): Promise<void> {
   await room().localParticipant.publishData(new TextEncoder().encode(text), { reliable: true, topic, destinationIdentities });
@@ -408,6 +436,7 @@ const api = {
   inboundStats,
   outboundStats,
   publisherTransport,
+  receiverTransport,
   sendData,
   disconnect,
   setVideoQuality,
