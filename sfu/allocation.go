@@ -87,13 +87,21 @@ func (a *allocation) step(now int64) {
 		return
 	}
 	estimate := a.s.cc.estimate()
-	if a.probe.confirmed(now, estimate) {
+	switch a.probe.result(now, estimate) {
+	case probeConfirmed:
 		a.alloc.TrustEstimate()
 		a.log.Debug("probe confirmed", "estimate_bps", estimate)
+	case probeFailed:
+		if before := a.probe.before; estimate < before {
+			a.s.cc.restore(before)
+			a.log.Debug("probe failed: estimate restored", "estimate_bps", estimate, "restored_bps", before)
+			estimate = a.s.cc.estimate()
+		}
 	}
+	estimate = a.probe.shield(estimate)
 	out := a.alloc.Allocate(now, estimate, a.tracks)
 	a.apply(out, estimate)
-	if out.Probe > estimate && a.probe.maybeProbe(now, out.Probe, a.subs, a.stop) {
+	if out.Probe > estimate && a.probe.maybeProbe(now, out.Probe, estimate, a.subs, a.stop) {
 		a.log.Debug("probe cluster sent", "target_bps", out.Probe, "estimate_bps", estimate, "next_in", a.probe.backoff)
 	}
 	clear(a.subs) // hold no subscriptions between steps

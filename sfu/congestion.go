@@ -9,7 +9,7 @@ import (
 )
 
 // estimateLogInterval spaces the debug log of a subscriber's estimate.
-const estimateLogInterval = 2 * time.Second
+const estimateLogInterval = 100 * time.Millisecond
 
 // congestion estimates the bandwidth of one subscriber connection from the
 // transport-wide feedback its client sends (or REMB, from clients that send
@@ -40,7 +40,7 @@ func (c *congestion) onFeedback(now int64, results []simulcast.PacketResult) {
 	if now-c.lastLog >= int64(estimateLogInterval) {
 		c.lastLog = now
 		st := c.est.State(now)
-		c.log.Debug("bandwidth estimate", "bps", st.Estimate, "delay_signal", st.Signal.String(), "loss", st.LossRatio, "acked_bps", st.Acked)
+		c.log.Debug("bandwidth estimate", "bps", st.Estimate, "delay_signal", st.Signal.String(), "loss", st.LossRatio, "acked_bps", st.Acked, "delay_bps", st.DelayBased, "loss_bps", st.LossBased)
 	}
 }
 
@@ -55,4 +55,11 @@ func (c *congestion) estimate() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.est.Estimate(time.Now().UnixNano())
+}
+
+// restore undoes a decrease that a failed probe caused (see prober).
+func (c *congestion) restore(bps uint64) {
+	c.mu.Lock()
+	c.est.Restore(bps)
+	c.mu.Unlock()
 }

@@ -420,9 +420,9 @@ func TestDownTrackNACK(t *testing.T) {
 			wantRtx: []uint16{1001, 1003, 1005},
 		},
 		{
-			name: "several pairs, repeated", steps: "Kdddd",
+			name: "several pairs, a repeat within a round trip sent once", steps: "Kdddd",
 			nacks:   []rtcp.NackPair{{PacketID: 1004}, {PacketID: 1001}, {PacketID: 1001}},
-			wantRtx: []uint16{1004, 1001, 1001},
+			wantRtx: []uint16{1004, 1001},
 		},
 		{name: "after dropped padding", steps: "Kdppdd", nacks: []rtcp.NackPair{{PacketID: 1002, LostPackets: 1}}, wantRtx: []uint16{1002, 1003}},
 		{name: "lost before the SFU", steps: "Kdxd", nacks: []rtcp.NackPair{{PacketID: 1002}}},
@@ -621,4 +621,25 @@ func vp8PictureID(codec webrtc.RTPCodecParameters, payload []byte) uint16 {
 		return 0
 	}
 	return d.PictureID
+}
+
+// TestDownTrackRetransmitLimit checks that a packet asked for again and
+// again is retransmitted at most maxRetransmits times, and not twice
+// within minRetransmitGap: a receiver behind a congested link must not
+// get a retransmission storm.
+func TestDownTrackRetransmitLimit(t *testing.T) {
+	up, clock, _ := newFixtureUpTrack(fixtureVP8, 0)
+	w := &recordingWriter{}
+	d := newBoundDownTrack(t, up, "PA_sub", subscriberContext(fixtureVP8, 100, 9, 0, w))
+	driveDownTrack(newMediaSource(up, clock, 1000), d, "Kdd")
+	before := len(w.packets())
+	nack := []rtcp.Packet{&rtcp.TransportLayerNack{SenderSSRC: 1, MediaSSRC: 9, Nacks: []rtcp.NackPair{{PacketID: 1001}}}}
+	for range maxRetransmits + 2 {
+		d.handleRTCP(nack)
+		d.handleRTCP(nack) // at once again: within the gap
+		time.Sleep(minRetransmitGap + 10*time.Millisecond)
+	}
+	if got := len(w.packets()) - before; got != maxRetransmits {
+		t.Errorf("%d retransmissions of one packet, want %d", got, maxRetransmits)
+	}
 }

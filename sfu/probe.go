@@ -38,10 +38,25 @@ const (
 	probeBackoffMax = 8 * time.Second
 )
 
+// probeOutcome is what became of a probe cluster.
+type probeOutcome int
+
+const (
+	probePending   probeOutcome = iota // no result yet, or no cluster
+	probeConfirmed                     // the estimate reached the target
+	probeFailed                        // it did not within probeResultWait
+)
+
 // prober paces probe clusters for one subscriber connection; it runs on
 // the connection's allocation goroutine.
+//
+// A cluster that overfills the path makes the estimator see congestion
+// of its own making: while its result is pending the allocator goes by the
+// estimate from before it (shield), and when it failed the estimate is
+// restored to that, so that probing never costs a subscriber its layer.
 type prober struct {
 	target  uint64 // estimate the pending cluster tests for, 0: none pending
+	before  uint64 // the estimate when the pending cluster was sent
 	sentAt  int64  // when the pending cluster ended
 	next    int64  // earliest start of the next cluster
 	backoff time.Duration
@@ -50,28 +65,39 @@ type prober struct {
 // idle forgets a pending cluster: nothing is subscribed.
 func (p *prober) idle() { p.target = 0 }
 
-// confirmed reports, once, that the estimate reached the pending
-// cluster's target: the probe succeeded and the next upgrade step may be
-// probed for at once. A cluster whose result did not come in time failed.
-func (p *prober) confirmed(now int64, estimate uint64) bool {
+// result reports, once, that the estimate reached the pending cluster's
+// target (confirmed: the next step may be probed for at once), or that it
+// did not within probeResultWait (failed).
+func (p *prober) result(now int64, estimate uint64) probeOutcome {
 	if p.target == 0 {
-		return false
+		return probePending
 	}
 	if estimate >= p.target {
 		p.target, p.backoff, p.next = 0, 0, now
-		return true
+		return probeConfirmed
 	}
 	if now-p.sentAt > int64(probeResultWait) {
 		p.target = 0
+		return probeFailed
 	}
-	return false
+	return probePending
 }
 
-// maybeProbe sends a cluster testing for an estimate of want bits/s on one
+// shield is the estimate to allocate by: while a cluster's result is
+// pending, not below the estimate from before it.
+func (p *prober) shield(estimate uint64) uint64 {
+	if p.target != 0 {
+		return max(estimate, p.before)
+	}
+	return estimate
+}
+
+// maybeProbe sends a cluster testing for an estimate of want bits/s (the
+// estimate now being estimate) on one
 // of the subscriptions' video streams, unless one is pending or the
 // backoff has not passed, and reports whether it sent one. It returns
 // early when stop closes.
-func (p *prober) maybeProbe(now int64, want uint64, subs []*subscription, stop <-chan struct{}) bool {
+func (p *prober) maybeProbe(now int64, want, estimate uint64, subs []*subscription, stop <-chan struct{}) bool {
 	if p.target != 0 || now < p.next {
 		return false
 	}
@@ -84,7 +110,7 @@ func (p *prober) maybeProbe(now int64, want uint64, subs []*subscription, stop <
 		return false
 	}
 	end := time.Now().UnixNano()
-	p.target, p.sentAt = want, end
+	p.target, p.before, p.sentAt = want, estimate, end
 	p.backoff = min(max(2*p.backoff, probeBackoffMin), probeBackoffMax)
 	p.next = end + int64(p.backoff)
 	return true

@@ -15,14 +15,14 @@ func TestProber(t *testing.T) {
 	stop := make(chan struct{})
 	var p prober
 	now := time.Now().UnixNano()
-	if p.maybeProbe(now, 2_000_000, subs, stop) {
+	if p.maybeProbe(now, 2_000_000, 1_000_000, subs, stop) {
 		t.Fatal("a cluster went out before the stream started")
 	}
 	f.send(2, vp8Frame{key: true, pid: 1})
 	before := len(w.packets())
 
 	start := time.Now()
-	if !p.maybeProbe(now, 2_000_000, subs, stop) {
+	if !p.maybeProbe(now, 2_000_000, 1_000_000, subs, stop) {
 		t.Fatal("no cluster")
 	}
 	span := time.Since(start)
@@ -44,42 +44,48 @@ func TestProber(t *testing.T) {
 	}
 
 	end := time.Now().UnixNano()
-	if p.maybeProbe(end, 2_000_000, subs, stop) {
+	if p.maybeProbe(end, 2_000_000, 1_000_000, subs, stop) {
 		t.Error("a second cluster while the first one's result is pending")
 	}
 	// No result: failed after probeResultWait; the next cluster waits the
 	// backoff, which doubles.
 	late := end + int64(probeResultWait) + 1
-	if p.confirmed(late, 1_000_000) {
-		t.Error("confirmed without the estimate rising")
+	if p.shield(600_000) != 1_000_000 {
+		t.Errorf("pending: allocating by %d, want the estimate from before the cluster", p.shield(600_000))
 	}
-	if !p.maybeProbe(end+int64(probeBackoffMin)+1, 2_000_000, subs, stop) {
+	if got := p.result(late, 600_000); got != probeFailed {
+		t.Errorf("result without the estimate rising: %v, want failed", got)
+	}
+	if p.shield(600_000) != 600_000 {
+		t.Error("the shield outlived the cluster")
+	}
+	if !p.maybeProbe(end+int64(probeBackoffMin)+1, 2_000_000, 1_000_000, subs, stop) {
 		t.Fatal("no cluster after the first backoff")
 	}
 	if p.backoff != 2*probeBackoffMin {
 		t.Errorf("backoff after a failure: %v", p.backoff)
 	}
 	end = time.Now().UnixNano()
-	p.confirmed(end+int64(probeResultWait)+1, 1_000_000)
-	if p.maybeProbe(end+int64(2*probeBackoffMin)-int64(100*time.Millisecond), 2_000_000, subs, stop) {
+	p.result(end+int64(probeResultWait)+1, 1_000_000)
+	if p.maybeProbe(end+int64(2*probeBackoffMin)-int64(100*time.Millisecond), 2_000_000, 1_000_000, subs, stop) {
 		t.Error("a cluster before the doubled backoff passed")
 	}
 	later := end + int64(2*probeBackoffMin) + int64(time.Millisecond)
-	if !p.maybeProbe(later, 2_000_000, subs, stop) {
+	if !p.maybeProbe(later, 2_000_000, 1_000_000, subs, stop) {
 		t.Fatal("no cluster after the doubled backoff")
 	}
 	// Confirmed: the next step may be probed for at once.
-	if !p.confirmed(later+int64(100*time.Millisecond), 2_100_000) {
-		t.Fatal("not confirmed by an estimate at the target")
+	if got := p.result(later+int64(100*time.Millisecond), 2_100_000); got != probeConfirmed {
+		t.Fatalf("an estimate at the target: %v, want confirmed", got)
 	}
-	if p.confirmed(later+int64(200*time.Millisecond), 2_100_000) {
-		t.Error("confirmed twice")
+	if got := p.result(later+int64(200*time.Millisecond), 2_100_000); got != probePending {
+		t.Errorf("a second result: %v", got)
 	}
-	if !p.maybeProbe(later+int64(200*time.Millisecond), 3_000_000, subs, stop) {
+	if !p.maybeProbe(later+int64(200*time.Millisecond), 3_000_000, 2_100_000, subs, stop) {
 		t.Error("no cluster right after a confirmed one")
 	}
 	close(stop)
-	if p.maybeProbe(later+int64(10*time.Second), 3_000_000, subs, stop) {
+	if p.maybeProbe(later+int64(10*time.Second), 3_000_000, 2_100_000, subs, stop) {
 		t.Error("a whole cluster after stop")
 	}
 }

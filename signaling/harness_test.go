@@ -15,6 +15,7 @@ import (
 	"github.com/livekit/protocol/auth"
 	"github.com/livekit/protocol/livekit"
 	"github.com/pion/rtp"
+	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/fanout-sfu/fanout/sfu"
@@ -40,11 +41,19 @@ type nodeOptions struct {
 	participantTimeout time.Duration
 	departureTimeout   time.Duration
 	qualityInterval    time.Duration
+	// net, when set, carries the node's media (a vnet network, with the
+	// node's address on it in bindIP); signaling stays on loopback.
+	net    transport.Net
+	bindIP string
 }
 
 func startNode(t *testing.T, opts nodeOptions) *node {
 	t.Helper()
-	tr, err := sfu.NewTransport(sfu.TransportParams{BindIP: "127.0.0.1", NodeIP: "127.0.0.1"})
+	tp := sfu.TransportParams{BindIP: "127.0.0.1", NodeIP: "127.0.0.1"}
+	if opts.net != nil {
+		tp = sfu.TransportParams{BindIP: opts.bindIP, Net: opts.net}
+	}
+	tr, err := sfu.NewTransport(tp)
 	if err != nil {
 		t.Fatalf("transport: %v", err)
 	}

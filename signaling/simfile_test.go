@@ -285,6 +285,8 @@ type simPublishOptions struct {
 	// each layer's timestamps to the capture clock (as browsers do), every
 	// 200 ms; the client should then set a long SenderReportInterval.
 	reports bool
+	// source is the track's source (default CAMERA).
+	source livekit.TrackSource
 }
 
 func publishSimulcastFilesWith(t *testing.T, c *client.Client, codec, cid string, opts simPublishOptions) (*livekit.TrackInfo, *simPublisher) {
@@ -301,7 +303,7 @@ func publishSimulcastFilesWith(t *testing.T, c *client.Client, codec, cid string
 		t.Fatal(err)
 	}
 	ctx := ctxTimeout(t, 15*time.Second)
-	info, err := addSimulcastTrack(ctx, c, cid)
+	info, err := addSimulcastTrack(ctx, c, cid, opts.source)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,9 +373,12 @@ func ntpTime(t time.Time) uint64 {
 }
 
 // addSimulcastTrack announces the three-layer camera track and waits for the server's TrackInfo.
-func addSimulcastTrack(ctx context.Context, c *client.Client, cid string) (*livekit.TrackInfo, error) {
+func addSimulcastTrack(ctx context.Context, c *client.Client, cid string, source livekit.TrackSource) (*livekit.TrackInfo, error) {
+	if source == livekit.TrackSource_UNKNOWN {
+		source = livekit.TrackSource_CAMERA
+	}
 	req := &livekit.AddTrackRequest{
-		Cid: cid, Name: cid, Type: livekit.TrackType_VIDEO, Source: livekit.TrackSource_CAMERA,
+		Cid: cid, Name: cid, Type: livekit.TrackType_VIDEO, Source: source,
 		Width: 1280, Height: 720,
 	}
 	for _, l := range simFileLayers {

@@ -30,6 +30,13 @@ const (
 	DefaultUpgradeTrial = 20 * time.Second
 )
 
+// allocKeepTolerance (in thousandths) lets the layers already forwarded
+// stay while the estimate covers 1/1.1 of what they need: their need is
+// counted at its peak, which overstates the average, and the estimate dips
+// briefly while a queue drains after a downgrade. Between this and the
+// upgrade headroom lies the band where nothing changes.
+const allocKeepTolerance = 1100
+
 // allocMaxStrikes caps the failures remembered per layer: three failures
 // make a layer need the headroom four times over (1.46 at 1.1).
 const allocMaxStrikes = 3
@@ -284,7 +291,8 @@ func (a *Allocator) Allocate(now int64, estimate uint64, tracks []AllocTrack) Al
 	out := Allocation{Targets: make([]Layer, len(tracks))}
 	audio := a.prepare(now, tracks, out.Targets)
 	slices.SortFunc(a.work, allocOrder)
-	if a.keep(now, estimate-min(estimate, audio)) {
+	tolerant := allocScale(estimate, allocKeepTolerance, 1000, false)
+	if a.keep(now, estimate-min(estimate, audio), tolerant-min(tolerant, audio)) {
 		// Lowered: trim to the low, so that noise does not lower the set
 		// again step by step; no upgrade or probe in this call.
 		out.Used = a.trim(now, a.work, a.total(audio), low)
@@ -580,12 +588,31 @@ func allocFill(ws []allocWork, budget uint64) uint64 {
 
 // keep gives each video track the best step up to its cap that fits in
 // budget and records the downgrades of known tracks; it reports whether
-// there were any.
-func (a *Allocator) keep(now int64, budget uint64) (lowered bool) {
-	for i := range a.work {
-		a.work[i].level = -1
+// there were any. Known tracks keep their layers as long as those fit in
+// tolerant, unless a new track is being placed.
+func (a *Allocator) keep(now int64, budget, tolerant uint64) (lowered bool) {
+	a.fillFrom(budget)
+	if !a.knownBelowCap() {
+		return false
 	}
-	allocFill(a.work, budget)
+	// A second chance within the tolerance, unless a new track is being
+	// placed: it takes its fair share of the budget.
+	for i := range a.work {
+		if a.work[i].fresh {
+			return a.lowerBelowCap(now)
+		}
+	}
+	a.fillFrom(tolerant)
+	if !a.knownBelowCap() {
+		return false
+	}
+	a.fillFrom(budget)
+	return a.lowerBelowCap(now)
+}
+
+// lowerBelowCap records the downgrades of the known tracks below their
+// caps and reports whether there were any.
+func (a *Allocator) lowerBelowCap(now int64) (lowered bool) {
 	for i := range a.work {
 		if w := &a.work[i]; w.level < w.cap && !w.fresh && !w.lowered {
 			a.lower(now, w)
@@ -593,6 +620,25 @@ func (a *Allocator) keep(now int64, budget uint64) (lowered bool) {
 		}
 	}
 	return lowered
+}
+
+// fillFrom gives the video tracks the best steps up to their caps that fit
+// in budget, starting from nothing.
+func (a *Allocator) fillFrom(budget uint64) {
+	for i := range a.work {
+		a.work[i].level = -1
+	}
+	allocFill(a.work, budget)
+}
+
+// knownBelowCap reports whether a known track did not get its cap.
+func (a *Allocator) knownBelowCap() bool {
+	for i := range a.work {
+		if w := &a.work[i]; w.level < w.cap && !w.fresh && !w.lowered {
+			return true
+		}
+	}
+	return false
 }
 
 // trim lowers tracks of ws (sorted) one step at a time until total is

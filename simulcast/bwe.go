@@ -28,6 +28,8 @@ type BandwidthEstimator interface {
 	Estimate(now int64) uint64
 	// State is a snapshot of the estimator for logs and debugging.
 	State(now int64) BWEState
+	// Restore undoes a decrease that the caller's own failed probe caused.
+	Restore(bps uint64)
 }
 
 // Default bitrates of GCCConfig, in bits per second.
@@ -229,6 +231,19 @@ func (g *GCC) rembCap(now int64) (float64, bool) {
 		return 0, false
 	}
 	return g.remb, true
+}
+
+// Restore raises the estimate back to bps when a decrease took it below:
+// the caller's probe cluster overfilled the path, so the congestion was
+// the probe's own and the media alone fitted. What the estimator learnt of
+// the link's capacity at that congestion is kept, so that it grows
+// carefully around it.
+func (g *GCC) Restore(bps uint64) {
+	b := math.Min(float64(bps), g.max)
+	g.rate.rate = math.Max(g.rate.rate, b)
+	if g.loss.bound > 0 {
+		g.loss.bound = math.Max(g.loss.bound, b)
+	}
 }
 
 // current is the final estimate before clamping: the smallest of the

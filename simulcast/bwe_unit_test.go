@@ -416,3 +416,22 @@ func TestAckedRate(t *testing.T) {
 		})
 	}
 }
+
+// TestGCCRestore checks that Restore only raises the estimate, up to the
+// configured maximum, and lifts a loss-based cap with it.
+func TestGCCRestore(t *testing.T) {
+	g := NewGCC(GCCConfig{Initial: 1_000_000, Max: 3_000_000})
+	g.rate.rate, g.loss.bound = 500_000, 400_000
+	g.Restore(900_000)
+	if got := g.Estimate(0); got != 900_000 {
+		t.Errorf("restored to %d, want 900000", got)
+	}
+	g.Restore(600_000)
+	if got := g.Estimate(0); got != 900_000 {
+		t.Errorf("a lower restore changed the estimate to %d", got)
+	}
+	g.Restore(10_000_000)
+	if got := g.Estimate(0); got != 3_000_000 {
+		t.Errorf("restored beyond the maximum: %d", got)
+	}
+}
