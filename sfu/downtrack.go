@@ -604,8 +604,8 @@ func (d *DownTrack) recordReports(reports []rtcp.ReceptionReport) {
 // re-munging the cached copy.
 func (d *DownTrack) retransmit(outSeq uint16) {
 	b := d.bound.Load()
-	if b == nil {
-		return
+	if b == nil || (d.kind == webrtc.RTPCodecTypeVideo && (d.paused.Load() || d.Target().Spatial < 0)) {
+		return // paused video restarts at a keyframe: old packets are of no use
 	}
 	src, ok := d.munger.UnmungeSeq(outSeq)
 	if !ok {

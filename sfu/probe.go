@@ -19,6 +19,12 @@ const (
 	probeClusterSpan = 40 * time.Millisecond
 	// probeSlot paces the cluster: packets go out in bursts this far apart.
 	probeSlot = 5 * time.Millisecond
+	// probeMinBytes is the least a cluster carries, however low its rate
+	// (it then lasts longer, up to probeMaxSpan): a bottleneck lets a
+	// burst the size of its token bucket (at least a packet or two)
+	// through at line rate, and a cluster no larger would measure that.
+	probeMinBytes = 6000
+	probeMaxSpan  = 300 * time.Millisecond
 	// probeOvershoot paces a cluster above the estimate it tests for, so
 	// that the rate measured (a little under the paced one) still reaches
 	// it.
@@ -102,11 +108,13 @@ func (p *prober) maybeProbe(now int64, want, estimate uint64, subs []*subscripti
 		return false
 	}
 	rate := float64(want) * probeOvershoot
-	bytes := int(rate * probeClusterSpan.Seconds() / 8)
+	bytes := max(int(rate*probeClusterSpan.Seconds()/8), probeMinBytes)
+	span := min(time.Duration(float64(bytes)*8/rate*float64(time.Second)), probeMaxSpan)
+	bytes = int(rate * span.Seconds() / 8)
 	n := min(max(bytes/maxPaddingBytes, probeMinPackets), probeMaxPackets)
 	size := min(max(bytes/n, 1), maxPaddingBytes)
 	dt := paddingTrack(subs)
-	if dt == nil || !sendCluster(dt, n, size, stop) {
+	if dt == nil || !sendCluster(dt, n, size, max(span, probeClusterSpan), stop) {
 		return false
 	}
 	end := time.Now().UnixNano()
@@ -129,10 +137,9 @@ func paddingTrack(subs []*subscription) *DownTrack {
 }
 
 // sendCluster writes n padding packets of size bytes on dt, spread evenly
-// over probeClusterSpan in probeSlot steps. It reports whether all went
-// out.
-func sendCluster(dt *DownTrack, n, size int, stop <-chan struct{}) bool {
-	slots := int(probeClusterSpan / probeSlot)
+// over span in probeSlot steps. It reports whether all went out.
+func sendCluster(dt *DownTrack, n, size int, span time.Duration, stop <-chan struct{}) bool {
+	slots := int(span / probeSlot)
 	timer := time.NewTimer(probeSlot)
 	defer timer.Stop()
 	sent := 0
