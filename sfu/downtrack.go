@@ -132,9 +132,9 @@ type DownTrack struct {
 	// Retransmission state, used from the RTCP goroutine.
 	rtxMu   sync.Mutex
 	rtxSeen *[vp8History]rtxRecord // video: retransmissions per output packet
-	rtxBuf [MaxPacketSize]byte
-	rtxPkt rtp.Packet
-	rtx    writeScratch
+	rtxBuf  [MaxPacketSize]byte
+	rtxPkt  rtp.Packet
+	rtx     writeScratch
 }
 
 // NewDownTrack creates a DownTrack for a track; add it to the subscriber's
