@@ -174,13 +174,25 @@ func (a *frameAssembler) depacketize(payload []byte) error {
 	return nil
 }
 
-// seqGaps describes where consecutive sequence numbers do not follow each
-// other (at most ten places).
+// seqGaps describes where the received sequence numbers, in sequence
+// order, skip or repeat (at most ten places).
 func seqGaps(seqs []uint16) []string {
+	if len(seqs) == 0 {
+		return nil
+	}
+	// Arrival order may differ from sequence order by a few packets (a
+	// probe's padding written beside media, a retransmission): what must
+	// hold is that every number from the first to the last arrives once.
+	ext := make([]int64, len(seqs))
+	ext[0] = int64(seqs[0])
+	for i := 1; i < len(seqs); i++ {
+		ext[i] = ext[i-1] + int64(int16(seqs[i]-seqs[i-1]))
+	}
+	slices.Sort(ext)
 	var gaps []string
-	for i := 1; i < len(seqs) && len(gaps) < 10; i++ {
-		if seqs[i] != seqs[i-1]+1 {
-			gaps = append(gaps, fmt.Sprintf("#%d: %d after %d", i, seqs[i], seqs[i-1]))
+	for i := 1; i < len(ext) && len(gaps) < 10; i++ {
+		if ext[i] != ext[i-1]+1 {
+			gaps = append(gaps, fmt.Sprintf("%d after %d", uint16(ext[i]), uint16(ext[i-1])))
 		}
 	}
 	return gaps
