@@ -100,7 +100,9 @@ func (a *allocation) step(now int64) {
 	}
 	estimate = a.probe.shield(estimate)
 	out := a.alloc.Allocate(now, estimate, a.tracks)
-	a.apply(out, estimate)
+	if a.apply(out, estimate) {
+		a.probe.upgraded(now)
+	}
 	if out.Probe > estimate && a.probe.maybeProbe(now, out.Probe, estimate, a.subs, a.stop) {
 		a.log.Debug("probe cluster sent", "target_bps", out.Probe, "estimate_bps", estimate, "next_in", a.probe.backoff)
 	}
@@ -140,11 +142,12 @@ func (a *allocation) gather() {
 	}
 }
 
-// apply sets the targets the allocator chose. A track the allocator
+// apply sets the targets the allocator chose and reports whether one
+// went up. A track the allocator
 // cannot place because none of its layers has been measured yet (a new
 // publisher) or because it is paused anyway keeps its target: pausing it
 // would only report a stream state that is not about bandwidth.
-func (a *allocation) apply(out simulcast.Allocation, estimate uint64) {
+func (a *allocation) apply(out simulcast.Allocation, estimate uint64) (up bool) {
 	for i, sub := range a.subs {
 		t := &a.tracks[i]
 		if t.Audio || t.Max.Spatial < 0 || !measured(&t.Bitrates) {
@@ -155,9 +158,16 @@ func (a *allocation) apply(out simulcast.Allocation, estimate uint64) {
 			continue
 		}
 		sub.dt.SetTarget(to)
+		up = up || layerAbove(to, from)
 		a.log.Debug("layer allocation", "track", t.ID, "from", layerString(from), "to", layerString(to),
 			"estimate_bps", estimate, "used_bps", out.Used, "probe_bps", out.Probe)
 	}
+	return up
+}
+
+// layerAbove reports whether x ranks above y (spatial, then temporal).
+func layerAbove(x, y simulcast.Layer) bool {
+	return x.Spatial > y.Spatial || (x.Spatial == y.Spatial && x.Temporal > y.Temporal)
 }
 
 // measured reports whether any layer of a track has a bitrate.

@@ -42,6 +42,11 @@ const (
 	// that got better is noticed within seconds.
 	probeBackoffMin = time.Second
 	probeBackoffMax = 8 * time.Second
+	// probeSettle is how long after a confirmed cluster the next one
+	// waits: the upgrade it allowed starts with a keyframe of the new
+	// layer, and a cluster on top of that burst would fail, or make the
+	// congestion of the upgrade look like the probe's own.
+	probeSettle = 2 * time.Second
 )
 
 // probeOutcome is what became of a probe cluster.
@@ -65,21 +70,26 @@ type prober struct {
 	before  uint64 // the estimate when the pending cluster was sent
 	sentAt  int64  // when the pending cluster ended
 	next    int64  // earliest start of the next cluster
+	upAt    int64  // when a track last went up
 	backoff time.Duration
 }
+
+// upgraded notes that a track went up at now: no cluster for probeSettle,
+// so that the congestion a cluster meets is its own.
+func (p *prober) upgraded(now int64) { p.upAt = now }
 
 // idle forgets a pending cluster: nothing is subscribed.
 func (p *prober) idle() { p.target = 0 }
 
 // result reports, once, that the estimate reached the pending cluster's
-// target (confirmed: the next step may be probed for at once), or that it
+// target (confirmed: the next step may be probed for after probeSettle), or that it
 // did not within probeResultWait (failed).
 func (p *prober) result(now int64, estimate uint64) probeOutcome {
 	if p.target == 0 {
 		return probePending
 	}
 	if estimate >= p.target {
-		p.target, p.backoff, p.next = 0, 0, now
+		p.target, p.backoff, p.next = 0, 0, now+int64(probeSettle)
 		return probeConfirmed
 	}
 	if now-p.sentAt > int64(probeResultWait) {
@@ -104,7 +114,7 @@ func (p *prober) shield(estimate uint64) uint64 {
 // backoff has not passed, and reports whether it sent one. It returns
 // early when stop closes.
 func (p *prober) maybeProbe(now int64, want, estimate uint64, subs []*subscription, stop <-chan struct{}) bool {
-	if p.target != 0 || now < p.next {
+	if p.target != 0 || now < p.next || (p.upAt != 0 && now-p.upAt < int64(probeSettle)) {
 		return false
 	}
 	rate := float64(want) * probeOvershoot

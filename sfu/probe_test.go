@@ -6,7 +6,8 @@ import (
 )
 
 // TestProber checks a probe cluster's size and pacing, the backoff while
-// clusters fail, and that a confirmed cluster allows the next one at once.
+// clusters fail, and that a confirmed cluster allows the next one once the
+// upgrade settled.
 func TestProber(t *testing.T) {
 	f := newSimulcastFixture()
 	w := &recordingWriter{}
@@ -81,8 +82,11 @@ func TestProber(t *testing.T) {
 	if got := p.result(later+int64(200*time.Millisecond), 2_100_000); got != probePending {
 		t.Errorf("a second result: %v", got)
 	}
-	if !p.maybeProbe(later+int64(200*time.Millisecond), 3_000_000, 2_100_000, subs, stop) {
-		t.Error("no cluster right after a confirmed one")
+	if p.maybeProbe(later+int64(200*time.Millisecond), 3_000_000, 2_100_000, subs, stop) {
+		t.Error("a cluster while the upgrade a confirmed one allowed settles")
+	}
+	if !p.maybeProbe(later+int64(100*time.Millisecond+probeSettle), 3_000_000, 2_100_000, subs, stop) {
+		t.Error("no cluster once the upgrade settled")
 	}
 	close(stop)
 	if p.maybeProbe(later+int64(10*time.Second), 3_000_000, 2_100_000, subs, stop) {

@@ -230,6 +230,12 @@ func TestCongestionLossIsNotCongestion(t *testing.T) {
 	r := startCCRoom(t, "cc-loss", unlimited, 1, false)
 	r.net.SetDelay(50 * time.Millisecond)
 	r.net.SetLoss(t, 2)
+	// Teardown on a clean link: lost and delayed close messages would keep
+	// pion's goroutines alive past the leak check.
+	t.Cleanup(func() {
+		r.net.SetLoss(t, 0)
+		r.net.SetDelay(0)
+	})
 	cam := r.cams[0].Sid
 	start := time.Now()
 	time.Sleep(10 * time.Second)
