@@ -123,11 +123,22 @@ type DownTrack struct {
 	// picture ids even after the munger moved on (a switch). nil for
 	// other codecs.
 	vp8Sent *[vp8History]sentVP8
-	vp8     simulcast.VP8Munger // last of the packet path's state: it is large
+	// frameOpen: the newest packet forwarded did not end its frame (no
+	// marker bit), so padding must not go out yet. newestSeq is that
+	// packet's output sequence number (valid once forwardedAny).
+	frameOpen    bool
+	forwardedAny bool
+	newestSeq    uint16
+	// padWaiting: WritePadding waits on frameEnd for the open frame to end.
+	padWaiting bool
+	vp8        simulcast.VP8Munger // last of the packet path's state: it is large
 
-	// Padding state, used by the prober.
-	padMu sync.Mutex
-	pad   headerScratch
+	// Padding state, used by the prober. frameEnd wakes a WritePadding
+	// waiting for a frame to end (capacity 1, sent to under mu).
+	padMu    sync.Mutex
+	pad      headerScratch
+	padTimer *time.Timer
+	frameEnd chan struct{}
 
 	// Retransmission state, used from the RTCP goroutine.
 	rtxMu   sync.Mutex
@@ -150,6 +161,7 @@ func NewDownTrack(p DownTrackParams) *DownTrack {
 		codec:     simulcast.CodecFromMime(c.MimeType),
 		clockRate: c.ClockRate,
 		selector:  *simulcast.NewSelector(),
+		frameEnd:  make(chan struct{}, 1),
 	}
 	layers := 1
 	if d.kind == webrtc.RTPCodecTypeVideo {
@@ -300,6 +312,7 @@ func (d *DownTrack) restart() {
 	d.selector.Reset()
 	d.current.Store(-1)
 	d.want.Store(-1) // unknown: the next packets run the selector, which asks for a keyframe
+	d.endFrame()     // a frame left open will not be finished: the stream restarts at a keyframe
 	d.mu.Unlock()
 }
 
@@ -376,6 +389,11 @@ func (d *DownTrack) translate(b *binding, p *Packet, sc *writeScratch) (payload 
 		d.want.Store(want)
 	}
 	keyFor = dec.KeyframeFor
+	if dec.Action == simulcast.DropInStream && p.HasVP8 && !p.FrameStart && d.vp8.Sent(&p.VP8) {
+		// A late packet of a frame partly sent before the temporal layers
+		// went down: without it the subscriber could not assemble the frame.
+		dec.Action = simulcast.Forward
+	}
 	switch dec.Action {
 	case simulcast.Drop:
 		return nil, 0, 0, keyFor, false
@@ -402,10 +420,42 @@ func (d *DownTrack) translate(b *binding, p *Packet, sc *writeScratch) (payload 
 		}
 	}
 	seq, ts, ok = d.munger.Munge(p.Header.SequenceNumber, p.Header.Timestamp, p.Arrival, d.clockRate, len(p.Payload) == 0)
-	if ok && d.vp8Sent != nil {
+	if !ok {
+		return payload, seq, ts, keyFor, false
+	}
+	if d.vp8Sent != nil {
 		d.vp8Sent[seq%vp8History] = sentVP8{seq: seq, pictureID: out.PictureID, tl0: out.TL0PICIDX, keyIdx: out.KEYIDX, valid: p.HasVP8}
 	}
-	return payload, seq, ts, keyFor, ok
+	d.noteForwarded(seq, p.Header.Marker)
+	return payload, seq, ts, keyFor, true
+}
+
+// noteForwarded tracks whether the newest packet forwarded (not a late
+// one) leaves its frame open: a frame ends with the packet that has the
+// marker bit. Callers hold d.mu.
+func (d *DownTrack) noteForwarded(seq uint16, marker bool) {
+	if d.forwardedAny && int16(seq-d.newestSeq) <= 0 {
+		return // late: the frame it belongs to is not the newest
+	}
+	d.forwardedAny, d.newestSeq = true, seq
+	if marker {
+		d.endFrame()
+	} else {
+		d.frameOpen = true
+	}
+}
+
+// endFrame notes that no frame is open, and wakes a WritePadding waiting
+// for that. Callers hold d.mu.
+func (d *DownTrack) endFrame() {
+	d.frameOpen = false
+	if d.padWaiting {
+		d.padWaiting = false
+		select {
+		case d.frameEnd <- struct{}{}:
+		default: // a wake-up is pending already
+		}
+	}
 }
 
 // switchTo starts forwarding layer l at its keyframe: the munger continues
@@ -544,6 +594,12 @@ func (d *DownTrack) handleRTCP(pkts []rtcp.Packet) {
 // padding ends in a one-byte count).
 const maxPaddingBytes = 255
 
+// maxPaddingWait is how long WritePadding waits for the frame being
+// forwarded to end before it gives up: the packets of one frame arrive
+// within milliseconds, so a frame still open after this lost its last
+// packet on the way.
+const maxPaddingWait = 50 * time.Millisecond
+
 // WritePadding sends up to n padding-only packets of size bytes of padding
 // (at most 255) on the video stream, to probe the subscriber's bandwidth,
 // and returns the bytes sent. They take output sequence numbers of their
@@ -551,6 +607,14 @@ const maxPaddingBytes = 255
 // forwarded packet, and are sent while the allocator pauses the stream too
 // (probing is how it comes back), but not while the track is muted or
 // disabled, nor before the first packet was forwarded.
+//
+// Padding only goes out between frames: while a frame is being forwarded
+// it waits for the frame's last packet, and stops if that does not come
+// within maxPaddingWait. A receiver assembles a frame from consecutive
+// sequence numbers only (libwebrtc's packet buffer does), so one padding
+// packet among a frame's packets loses that frame without any packet
+// lost; for a base-layer frame every later frame depends on, the picture
+// freezes until the receiver gives up waiting and asks for a keyframe.
 func (d *DownTrack) WritePadding(n, size int) int {
 	b := d.bound.Load()
 	if b == nil || d.kind != webrtc.RTPCodecTypeVideo || d.paused.Load() || n <= 0 {
@@ -561,10 +625,14 @@ func (d *DownTrack) WritePadding(n, size int) int {
 	defer d.padMu.Unlock()
 	var none rtp.Header
 	sent := 0
+	waiting := false // padTimer runs: the call waited for a frame to end
+	defer func() {
+		if waiting {
+			d.padTimer.Stop()
+		}
+	}()
 	for i := 0; i < n; i++ {
-		d.mu.Lock()
-		seq, ts, ok := d.munger.InsertPadding()
-		d.mu.Unlock()
+		seq, ts, ok := d.insertPadding(&waiting)
 		if !ok {
 			break
 		}
@@ -575,6 +643,39 @@ func (d *DownTrack) WritePadding(n, size int) int {
 		sent += h.MarshalSize() + size
 	}
 	return sent
+}
+
+// insertPadding hands out the output sequence number and timestamp of a
+// padding packet once no frame is open, waiting for the open one to end
+// until padTimer fires: it is started on the first wait of a WritePadding
+// call (*waiting), so that the call waits maxPaddingWait in all at most.
+// ok is false if the frame did not end in time, if the track was paused
+// meanwhile, or before the first packet. Callers hold d.padMu.
+func (d *DownTrack) insertPadding(waiting *bool) (seq uint16, ts uint32, ok bool) {
+	for !d.paused.Load() {
+		d.mu.Lock()
+		if !d.frameOpen || d.selector.Current() < 0 {
+			seq, ts, ok = d.munger.InsertPadding()
+			d.mu.Unlock()
+			return seq, ts, ok
+		}
+		d.padWaiting = true
+		d.mu.Unlock()
+		if !*waiting {
+			*waiting = true
+			if d.padTimer == nil {
+				d.padTimer = time.NewTimer(maxPaddingWait)
+			} else {
+				d.padTimer.Reset(maxPaddingWait)
+			}
+		}
+		select {
+		case <-d.frameEnd:
+		case <-d.padTimer.C:
+			return 0, 0, false
+		}
+	}
+	return 0, 0, false
 }
 
 // mungerStarted reports whether a packet was forwarded yet: padding

@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 	"time"
 
@@ -417,5 +418,174 @@ func TestDownTrackStampsTransportCC(t *testing.T) {
 		if !r.valid || r.seq != seq || int(r.size) != size || r.probe != (len(p.payload) == 0) {
 			t.Errorf("packet %d: recorded %+v, want seq %d size %d", i, r, seq, size)
 		}
+	}
+}
+
+// TestDownTrackTemporalSwitchDecodable runs Chrome's L1T3 simulcast
+// through a DownTrack while the target's temporal layer goes down and up
+// (slowly, in quick succession, and around spatial switches), each change
+// made at every position in the eight-frame temporal pattern and between
+// packets of a frame: a libwebrtc receiver (vp8Receiver) must decode every
+// frame forwarded, with the references it was encoded with, and end up
+// with every temporal layer the final target asks for.
+func TestDownTrackTemporalSwitchDecodable(t *testing.T) {
+	tests := []struct {
+		name    string
+		start   simulcast.Layer
+		changes []l1t3Event // ticks and targets; before is set by the test
+		end     simulcast.Layer
+	}{
+		{"down to TL0, up to TL1, up to all", layer(2, 3),
+			[]l1t3Event{{tick: 16, target: layer(2, 0)}, {tick: 32, target: layer(2, 1)}, {tick: 44, target: layer(2, 3)}}, layer(2, 3)},
+		{"up to TL1 then all at once", layer(2, 0),
+			[]l1t3Event{{tick: 24, target: layer(2, 1)}, {tick: 25, target: layer(2, 3)}}, layer(2, 3)},
+		{"down and up within frames", layer(2, 3),
+			[]l1t3Event{{tick: 16, target: layer(2, 0)}, {tick: 17, target: layer(2, 3)}, {tick: 18, target: layer(2, 1)}, {tick: 19, target: layer(2, 3)}, {tick: 20, target: layer(2, 0)}, {tick: 22, target: layer(2, 2)}}, layer(2, 2)},
+		{"spatial switch up at TL0, then temporal up", layer(1, 3),
+			[]l1t3Event{{tick: 16, target: layer(2, 0)}, {tick: 24, target: layer(2, 1)}, {tick: 27, target: layer(2, 3)}}, layer(2, 3)},
+		{"temporal up while a spatial switch waits for its keyframe", layer(1, 0),
+			[]l1t3Event{{tick: 16, target: layer(2, 0)}, {tick: 17, target: layer(2, 1)}, {tick: 18, target: layer(2, 3)}}, layer(2, 3)},
+		{"spatial switch down and temporal changes", layer(2, 3),
+			[]l1t3Event{{tick: 16, target: layer(1, 1)}, {tick: 18, target: layer(0, 0)}, {tick: 30, target: layer(1, 3)}}, layer(1, 3)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for shift := range len(l1t3Pattern) {
+				for _, before := range []int{0, 1, 3, 4, 6, 9} {
+					events := make([]l1t3Event, len(tt.changes))
+					for i, e := range tt.changes {
+						events[i] = l1t3Event{tick: e.tick + shift, before: before, target: e.target}
+					}
+					res := runL1T3(t, tt.start, events, 72)
+					if len(res.problems) > 0 {
+						t.Fatalf("changes %d frames later, before packet %d of their tick:\n%s", shift, before, summary(res.problems))
+					}
+					if msg := endsAt(res.decoded, tt.end, 72-16); msg != "" {
+						t.Fatalf("changes %d frames later, before packet %d of their tick: %s", shift, before, msg)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestDownTrackPaddingBetweenFrames asks for probe padding before every
+// packet of a tick, among the packets of keyframes and TL0 frames too:
+// the padding must go out between frames only (a libwebrtc receiver cannot
+// assemble a frame with padding among its packets, and after a lost TL0
+// frame it decodes nothing until the next keyframe), and all of it.
+func TestDownTrackPaddingBetweenFrames(t *testing.T) {
+	tests := []struct {
+		name    string
+		target  simulcast.Layer
+		tick    int // 0: keyframes, a multiple of 8: TL0 frames
+		packets int // in the tick
+		count   int
+	}{
+		{"during keyframes", layer(2, 3), 0, 2 + 4 + 8, 3},
+		{"during TL0 frames", layer(2, 3), 8, 1 + 3 + 5, 3},
+		{"during TL0 frames of a TL0-only stream", layer(2, 0), 16, 1 + 3 + 5, 20},
+		{"during TL0 frames of the middle layer", layer(1, 3), 24, 1 + 3 + 5, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for before := range tt.packets + 1 {
+				res := runL1T3(t, tt.target, []l1t3Event{{tick: tt.tick, before: before, padding: tt.count}}, 40)
+				if len(res.problems) > 0 {
+					t.Fatalf("padding asked before packet %d of tick %d:\n%s", before, tt.tick, summary(res.problems))
+				}
+				want := tt.count * (12 + 100)
+				if tt.tick == 0 && before == 0 {
+					want = 0 // nothing forwarded yet
+				}
+				if res.padBytes != want {
+					t.Errorf("padding asked before packet %d: %d bytes sent, want %d", before, res.padBytes, want)
+				}
+				if msg := endsAt(res.decoded, tt.target, 40-16); msg != "" {
+					t.Fatalf("padding asked before packet %d: %s", before, msg)
+				}
+			}
+		})
+	}
+}
+
+// openFrame returns a DownTrack forwarding HIGH, and its writer, after the
+// first packet of a frame was forwarded and before the rest arrived.
+func openFrame(t *testing.T) (*recordingWriter, *DownTrack) {
+	t.Helper()
+	f := newSimulcastFixture()
+	w := &recordingWriter{}
+	d := newBoundDownTrack(t, f.up, "PA_sub", subscriberContext(fixtureVP8, 100, 9, 0, w))
+	f.send(2, vp8Frame{key: true, pid: 1})
+	f.tick()
+	raw := pubPacket{seq: f.seq[2], ts: f.ts + 2000000, payload: vp8Payload(vp8Frame{pid: 2}, 0x22), level: -1}.marshal(96)
+	f.seq[2]++
+	(&forwarder{up: f.up, layer: 2}).forward(raw)
+	if len(w.packets()) != 2 {
+		t.Fatalf("%d packets forwarded, want the keyframe and a frame's first packet", len(w.packets()))
+	}
+	return w, d
+}
+
+// TestDownTrackPaddingWaitEnds checks how long padding waits for a frame
+// that does not end: until forwarding stops (a pause), or until
+// maxPaddingWait passed, when it gives up and sends nothing.
+func TestDownTrackPaddingWaitEnds(t *testing.T) {
+	t.Run("paused", func(t *testing.T) {
+		w, d := openFrame(t)
+		got := make(chan int)
+		go func() { got <- d.WritePadding(2, 50) }()
+		waitPaddingBlockedOrDone(t, d, make(chan struct{}))
+		d.SetTarget(simulcast.NoLayer)
+		if n := <-got; n != 2*(12+50) || len(w.packets()) != 4 {
+			t.Fatalf("padding once paused: %d bytes, %d packets in all; want %d bytes, 4 packets", n, len(w.packets()), 2*(12+50))
+		}
+	})
+	t.Run("never ends", func(t *testing.T) {
+		w, d := openFrame(t)
+		start := time.Now()
+		if n := d.WritePadding(2, 50); n != 0 || len(w.packets()) != 2 {
+			t.Fatalf("padding during a frame that never ends: %d bytes, %d packets in all", n, len(w.packets()))
+		}
+		if waited := time.Since(start); waited < maxPaddingWait {
+			t.Fatalf("gave up after %v, want %v", waited, maxPaddingWait)
+		}
+	})
+}
+
+// TestDownTrackLateRestOfFrame reorders packets around a temporal layer
+// change: the last packet of a TL1 frame arrives after the next frame
+// started, which took the target down to TL0. It is still sent, in the
+// slot left for it and with its frame's picture id: without it the
+// subscriber could not assemble the frame, nor get it by NACK.
+func TestDownTrackLateRestOfFrame(t *testing.T) {
+	f := newSimulcastFixture()
+	w := &recordingWriter{}
+	d := newBoundDownTrack(t, f.up, "PA_sub", subscriberContext(fixtureVP8, 100, 9, 0, w))
+	fw := &forwarder{up: f.up, layer: 2}
+	send := func(seq uint16, fr vp8Frame, start, marker bool) {
+		p := vp8Payload(fr, 0x20|byte(seq&0xf))
+		if !start {
+			p[0] &^= 0x10
+		}
+		fw.forward(pubPacket{seq: seq, ts: f.ts + 2000000, marker: marker, payload: p, level: -1}.marshal(96))
+		f.tick()
+	}
+	send(10, vp8Frame{key: true, pid: 1, tl0: 1}, true, true)
+	send(11, vp8Frame{pid: 2, tl0: 1, tid: 1, sync: true}, true, false)
+	d.SetTarget(simulcast.Layer{Spatial: 2, Temporal: 0})
+	send(13, vp8Frame{pid: 3, tl0: 2}, true, true)                      // overtakes the end of frame 2
+	send(12, vp8Frame{pid: 2, tl0: 1, tid: 1, sync: true}, false, true) // late end of frame 2
+	send(14, vp8Frame{pid: 4, tl0: 2, tid: 2}, true, true)              // dropped
+	send(15, vp8Frame{pid: 5, tl0: 3}, true, true)
+	var got []string
+	for _, p := range w.packets() {
+		got = append(got, fmt.Sprintf("%d/%d", p.hdr.SequenceNumber, vp8PictureID(fixtureVP8, p.payload)))
+	}
+	// Output sequence numbers start at the first input's; the dropped
+	// frame is squeezed out.
+	want := []string{"10/1", "11/2", "13/3", "12/2", "14/4"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("sent (seq/picture id) %v, want %v", got, want)
 	}
 }

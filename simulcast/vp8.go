@@ -219,6 +219,7 @@ type vp8Frame struct {
 	ext     uint64 // extended input PictureID; slot unused if it differs
 	out     uint16 // output PictureID (15 bits)
 	dropped bool   // the frame was dropped and its output id reused
+	sent    bool   // a packet of the frame was forwarded
 }
 
 // vp8Index rewrites one small wrapping index (TL0PICIDX or KEYIDX) by a
@@ -312,21 +313,45 @@ func (m *VP8Munger) Munge(d *VP8Descriptor, drop bool) (out VP8Descriptor, ok bo
 // mungePictureID returns the output PictureID of a forwarded packet.
 func (m *VP8Munger) mungePictureID(d *VP8Descriptor) (uint16, bool) {
 	if !m.picLive {
-		return m.rebase(d), true
+		out := m.rebase(d)
+		m.frames[m.highest%vp8Window].sent = true
+		return out, true
 	}
 	ext := m.extend(d)
 	if ext > m.highest {
 		m.advance(ext, false)
+		m.frames[ext%vp8Window].sent = true
 		return m.outID(ext), true
 	}
-	if m.highest-ext >= vp8Window {
+	f := m.recent(ext)
+	if f == nil || f.dropped {
 		return 0, false
 	}
-	f := &m.frames[ext%vp8Window]
-	if f.ext != ext || f.dropped {
-		return 0, false
-	}
+	f.sent = true
 	return f.out, true
+}
+
+// recent returns the remembered frame with extended PictureID ext, or nil.
+func (m *VP8Munger) recent(ext uint64) *vp8Frame {
+	if ext > m.highest || m.highest-ext >= vp8Window {
+		return nil
+	}
+	if f := &m.frames[ext%vp8Window]; f.ext == ext {
+		return f
+	}
+	return nil
+}
+
+// Sent reports whether d is a packet of a recent frame of the current input
+// stream that packets were forwarded of. The rest of such a frame must be
+// forwarded whatever the temporal layers forwarded now: a receiver cannot
+// assemble a frame a packet is missing from.
+func (m *VP8Munger) Sent(d *VP8Descriptor) bool {
+	if !d.HasPictureID || !m.picLive {
+		return false
+	}
+	f := m.recent(m.extend(d))
+	return f != nil && f.sent
 }
 
 // rebase maps the first frame of a new input stream to the PictureID after

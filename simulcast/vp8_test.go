@@ -557,6 +557,69 @@ func TestVP8MungerTemporalStream(t *testing.T) {
 	}
 }
 
+// TestVP8MungerSent checks which packets Sent reports as belonging to a
+// frame packets were forwarded of: not those of dropped frames, of frames
+// skipped over (lost) until a packet of theirs is forwarded, of frames
+// before a Switch or too old to remember, nor packets without a PictureID.
+func TestVP8MungerSent(t *testing.T) {
+	type step struct {
+		in   VP8Descriptor
+		drop bool // munge it as dropped (true) or forwarded; skip: only ask
+		skip bool
+		sw   bool
+		want bool // Sent, asked before munging it
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"forwarded, dropped and lost frames", []step{
+			{in: vp8Pic(100, 1, 0)},
+			{in: vp8Pic(100, 1, 0), want: true}, // its second packet
+			{in: vp8Pic(101, 1, 0), drop: true}, // dropped
+			{in: vp8Pic(101, 1, 0), skip: true}, // still dropped
+			{in: vp8Pic(104, 1, 0)},             // 102 and 103 lost
+			{in: vp8Pic(102, 1, 0), skip: true}, // lost: nothing sent
+			{in: vp8Pic(103, 1, 0)},             // a late packet of a lost frame, forwarded
+			{in: vp8Pic(103, 1, 0), skip: true, want: true},
+			{in: vp8Pic(105, 1, 0), skip: true},      // not seen yet
+			{in: VP8Descriptor{Size: 1}, skip: true}, // no PictureID
+		}},
+		{"frames before a switch", []step{
+			{in: vp8Pic(7, 1, 0)},
+			{sw: true},
+			{in: vp8Pic(7, 1, 0), skip: true},
+			{in: vp8Pic(500, 1, 0)},
+			{in: vp8Pic(7, 1, 0), skip: true},
+			{in: vp8Pic(500, 1, 0), skip: true, want: true},
+		}},
+		{"frames too old", []step{
+			{in: vp8Pic(1, 1, 0)},
+			{in: vp8Pic(1+vp8Window, 1, 0)},
+			{in: vp8Pic(1, 1, 0), skip: true},
+			{in: vp8Pic(2+vp8Window, 1, 0), skip: true},
+			{in: vp8Pic(1+vp8Window, 1, 0), skip: true, want: true},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var m VP8Munger
+			for i, st := range tt.steps {
+				if st.sw {
+					m.Switch()
+					continue
+				}
+				if got := m.Sent(&st.in); got != st.want {
+					t.Fatalf("step %d (picture id %d): Sent %v, want %v", i, st.in.PictureID, got, st.want)
+				}
+				if !st.skip {
+					m.Munge(&st.in, st.drop)
+				}
+			}
+		})
+	}
+}
+
 // vp8BenchPacket is a typical simulcast VP8 packet start: X, I (15-bit), L,
 // T, and some payload.
 var vp8BenchPacket = []byte{0x90, 0xe0, 0x80, 0x00, 0x00, 0x40, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x00}
