@@ -125,9 +125,11 @@ func TestCongestionCapAndRecovery(t *testing.T) {
 		all[len(all)-1].at.Sub(r.published).Round(time.Millisecond), len(all))
 
 	r.net.SetRate(800_000)
-	down, ok := r.watch.waitWidth(t, cam, highWidth, true, 3*time.Second)
+	capped := time.Now()
+	down, ok := r.watch.waitWidth(t, cam, mediumWidth, false, 3*time.Second)
 	if !ok {
-		t.Fatalf("800 kbit/s: width %d 3 s after the cap, want %d", r.watch.width(cam), mediumWidth)
+		t.Fatalf("800 kbit/s: width %d 3 s after the cap, want %d (changes %v)",
+			r.watch.width(cam), mediumWidth, r.watch.changesSince(cam, capped))
 	}
 	time.Sleep(2 * time.Second) // the switch settles; retransmissions of the overload end
 	changes, received, lost := r.stable(cam, 20*time.Second)
