@@ -32,7 +32,16 @@ type ParticipantParams struct {
 	// ClientProtocol is the protocol version the client announced.
 	ClientProtocol int32
 	Signal         SignalSink
+	// Offerless: the client negotiates over HTTP (WHIP, WHEP) with one
+	// offer of its own (AnswerPublish, AnswerPlayback): the server never
+	// offers to it, and it leaves when its connection fails or does not
+	// come up within ConnectTimeout.
+	Offerless bool
 }
+
+// ConnectTimeout is how long an offerless participant's connection has to
+// come up after its answer before the participant is removed.
+const ConnectTimeout = 20 * time.Second
 
 // Participant is one client in a room: its two peer connections, what it
 // publishes and what it receives.
@@ -50,6 +59,7 @@ type Participant struct {
 	kind           livekit.ParticipantInfo_Kind
 	permission     *livekit.ParticipantPermission
 	autoSubscribe  bool
+	offerless      bool
 	clientProtocol int32
 	state          livekit.ParticipantInfo_State
 	joinedAt       time.Time
@@ -82,6 +92,7 @@ func newParticipant(room *Room, p ParticipantParams) (*Participant, error) {
 		kind:           p.Kind,
 		permission:     proto.Clone(perm).(*livekit.ParticipantPermission),
 		autoSubscribe:  p.AutoSubscribe,
+		offerless:      p.Offerless,
 		clientProtocol: p.ClientProtocol,
 		state:          livekit.ParticipantInfo_JOINING,
 		joinedAt:       time.Now(),
@@ -189,6 +200,27 @@ func (p *Participant) start() {
 	p.room.broadcastParticipant(p)
 	p.room.subscribeToExisting(p)
 	p.sub.requestNegotiation()
+	if p.offerless {
+		time.AfterFunc(ConnectTimeout, func() {
+			p.mu.Lock()
+			up := p.state == livekit.ParticipantInfo_ACTIVE
+			p.mu.Unlock()
+			if !up && !p.closed.Load() {
+				p.log.Info("connection did not come up", "timeout", ConnectTimeout)
+				p.Close(livekit.DisconnectReason_CONNECTION_TIMEOUT, false)
+			}
+		})
+	}
+}
+
+// connectionEnded removes an offerless participant whose connection failed
+// or closed: its client has no signal connection to restart it over, and
+// sends a new offer (a new session) instead.
+func (p *Participant) connectionEnded(st webrtc.PeerConnectionState) {
+	if !p.offerless || (st != webrtc.PeerConnectionStateFailed && st != webrtc.PeerConnectionStateClosed) {
+		return
+	}
+	go p.Close(livekit.DisconnectReason_CONNECTION_TIMEOUT, false)
 }
 
 // setActive marks the participant ACTIVE once a peer connection is up.

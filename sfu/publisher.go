@@ -67,6 +67,7 @@ func newPublisher(p *Participant) (*publisher, error) {
 		if s == webrtc.PeerConnectionStateConnected {
 			p.setActive()
 		}
+		p.connectionEnded(s)
 	})
 	return pub, nil
 }

@@ -82,6 +82,7 @@ func newSubscriber(p *Participant) (*subscriber, error) {
 		if st == webrtc.PeerConnectionStateConnected {
 			p.setActive()
 		}
+		p.connectionEnded(st)
 	})
 	return s, nil
 }
@@ -120,7 +121,7 @@ func (s *subscriber) requestNegotiation() {
 }
 
 func (s *subscriber) scheduleLocked() {
-	if s.negTimer != nil || s.closed {
+	if s.negTimer != nil || s.closed || s.p.offerless {
 		return
 	}
 	s.negTimer = time.AfterFunc(negotiationDelay, s.negotiate)

@@ -13,6 +13,8 @@ var (
 	ErrNoIdentity      = errors.New("token has no identity")
 	ErrNoRoomJoin      = errors.New("token lacks the roomJoin grant")
 	ErrNoRoom          = errors.New("token names no room")
+	ErrNoCanPublish    = errors.New("token lacks the canPublish grant")
+	ErrNoCanSubscribe  = errors.New("token lacks the canSubscribe grant")
 	ErrWrongRoom       = errors.New("token is for another room")
 	ErrNotAllowed      = errors.New("permission denied")
 	ErrMalformedSignal = errors.New("malformed signal message")

@@ -29,13 +29,16 @@ type ServerParams struct {
 	// for PingTimeout is disconnected.
 	PingInterval time.Duration
 	PingTimeout  time.Duration
-	Logger       *slog.Logger
+	// ICEServers are announced to WHIP and WHEP clients in Link headers.
+	ICEServers []*livekit.ICEServer
+	Logger     *slog.Logger
 }
 
 // Server handles the client-facing HTTP endpoints.
 type Server struct {
 	p        ServerParams
 	upgrader websocket.Upgrader
+	sessions *httpSessions // WHIP and WHEP
 }
 
 // NewServer creates a signaling server.
@@ -49,19 +52,23 @@ func NewServer(p ServerParams) *Server {
 	if p.Logger == nil {
 		p.Logger = slog.Default()
 	}
-	return &Server{p: p, upgrader: websocket.Upgrader{
+	return &Server{p: p, sessions: newHTTPSessions(), upgrader: websocket.Upgrader{
 		ReadBufferSize: 4096, WriteBufferSize: 4096,
 		CheckOrigin: func(*http.Request) bool { return true },
 	}}
 }
 
-// Register adds the signaling and RoomService routes to mux.
+// Register adds the signaling, RoomService, WHIP and WHEP routes to mux.
 func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("/rtc", s.handleRTC)
 	mux.HandleFunc("/rtc/validate", s.handleValidate)
 	mux.HandleFunc("/rtc/v1", s.handleV1)
 	mux.HandleFunc("/rtc/v1/validate", s.handleV1)
 	mux.Handle(livekit.RoomServicePathPrefix, withCORS(s.roomServiceHandler()))
+	mux.HandleFunc("/whip", s.handleWHIP)
+	mux.HandleFunc("/whip/", s.handleResource("whip"))
+	mux.HandleFunc("/whep", s.handleWHEP)
+	mux.HandleFunc("/whep/", s.handleResource("whep"))
 }
 
 // withCORS lets browser clients on other origins call the API.

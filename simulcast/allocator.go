@@ -125,7 +125,8 @@ type AllocatorConfig struct {
 //     Priority, then the rest by ID) and sharing a class fairly (the track
 //     on the lowest layer takes the next step). When they do not fit, the
 //     lowest classes step down at once, and then further (lowest class and
-//     highest layer first) until the set fits in the estimate's low, so
+//     highest layer first) until the set fits in the window's lowest
+//     estimate less half the window's spread (at most a sixteenth), so
 //     that noise does not take it down again step by step; nothing goes up
 //     in such a call;
 //  3. otherwise lets each video track go up one step, in the same order,
@@ -280,22 +281,29 @@ func (a *Allocator) Allocate(now int64, estimate uint64, tracks []AllocTrack) Al
 	}
 	// The estimate's low: the lowest of the window less half the window's
 	// spread (at most an eighth), so that a noisy estimate needs more room.
-	low, high := a.est.add(now, estimate, a.half)
+	lowest, high := a.est.add(now, estimate, a.half)
+	low, trimTo := lowest, lowest
 	switch {
 	case a.half == 0: // raw inputs: the estimate as it is
 	case a.est.n+a.est.prevN < allocBucketSamples:
 		low -= low / 8 // too few values to know the noise: assume it
+		trimTo -= trimTo / 16
 	default:
 		low -= min((high-low)/2, low/8)
+		trimTo -= min((high-lowest)/2, lowest/16)
 	}
 	out := Allocation{Targets: make([]Layer, len(tracks))}
 	audio := a.prepare(now, tracks, out.Targets)
 	slices.SortFunc(a.work, allocOrder)
 	tolerant := allocScale(estimate, allocKeepTolerance, 1000, false)
 	if a.keep(now, estimate-min(estimate, audio), tolerant-min(tolerant, audio)) {
-		// Lowered: trim to the low, so that noise does not lower the set
-		// again step by step; no upgrade or probe in this call.
-		out.Used = a.trim(now, a.work, a.total(audio), low)
+		// Lowered: trim below the lowest, so that noise does not lower the
+		// set again step by step; no upgrade or probe in this call. Half
+		// the upgrade margin: after a drop the window's spread is mostly
+		// the drop, and the estimator's backoff (0.85 of what the path
+		// delivered) is a margin already; a full eighth more sent an
+		// 800 kbit/s subscriber from 1280 to 320 rather than 640.
+		out.Used = a.trim(now, a.work, a.total(audio), trimTo)
 	} else {
 		out.Used, out.Probe = a.upgrade(now, audio, low)
 	}

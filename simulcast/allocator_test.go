@@ -339,12 +339,13 @@ var allocScenarios = []struct {
 			// b's Current is no valid layer: the best step below it.
 			allocCall(0, 5_000_000, allocL(2, 0), allocL(1, 0)),
 		}},
-	{"window: a drop trims to the estimate's low; the upgrade waits for the low", AllocatorConfig{},
+	{"window: a drop trims below the estimate's lowest; the upgrade waits for the low", AllocatorConfig{},
 		[]AllocTrack{allocMic("m", 32_000), allocAt(allocScreen(allocCamT("a")), allocL(2, 3))},
 		[]allocStep{
 			allocAV(0, 3_000_000, allocL(2, 3)).to(4750 * allocMs),
-			// The low: 600k less an eighth; {1,3} and audio need 532k.
-			allocAV(5*allocS, 600_000, allocL(1, 2)),
+			// A drop trims to the lowest less a sixteenth (469k), not an
+			// eighth: {1,3} and audio need 532k, {1,2} and audio 457k.
+			allocAV(5*allocS, 500_000, allocL(1, 2)),
 			allocAV(5250*allocMs, 3_000_000, allocL(1, 2)).to(9750 * allocMs), // hold
 			// The window still holds the drop: probe (32k + 500k) * 1.1.
 			allocAV(10*allocS, 3_000_000, allocL(1, 2)).to(11750 * allocMs).probing(585_200),
