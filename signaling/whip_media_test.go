@@ -1,0 +1,207 @@
+package signaling_test
+
+import (
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/livekit/protocol/auth"
+	"github.com/livekit/protocol/livekit"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/fanout-sfu/fanout/signaling/client"
+)
+
+// layerTagAt is where a test VP8 payload carries its simulcast layer
+// (after the one-byte payload descriptor and the frame tag).
+const layerTagAt = 4
+
+// sendTaggedLayers writes VP8 frames on each layer every 20 ms, a keyframe
+// every 10 frames, with payloads of 100, 300 and 900 bytes tagged with the
+// layer's index.
+func sendTaggedLayers(t *testing.T, layers []*simLayer) {
+	stop, done := make(chan struct{}), make(chan struct{})
+	t.Cleanup(func() { close(stop); <-done })
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		seq, ts := uint16(100), uint32(1000)
+		for frame := 0; ; frame++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			for i, l := range layers {
+				payload := make([]byte, []int{100, 300, 900}[i])
+				payload[0], payload[1] = 0x10, 0x01 // S bit; inter frame
+				if frame%10 == 0 {
+					payload[1] = 0x00
+				}
+				payload[layerTagAt] = byte(i)
+				if err := l.write(seq, ts, true, payload); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			seq++
+			ts += 1800
+		}
+	}()
+}
+
+// TestWHIPSimulcast publishes three simulcast layers over WHIP (send rids
+// q, h, f): one simulcast track appears, and a subscriber selects its
+// layers with trackSetting.
+func TestWHIPSimulcast(t *testing.T) {
+	checkLeaks(t)
+	n := startNode(t, nodeOptions{})
+	const room = "whip-simulcast"
+	bob := n.join(t, room, "bob", client.Options{})
+	var lastLayer atomic.Int32
+	lastLayer.Store(-1)
+	bob.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		go func() {
+			var pkt rtp.Packet
+			buf := make([]byte, 1500)
+			for {
+				n, _, err := tr.Read(buf)
+				if err != nil {
+					return
+				}
+				if pkt.Unmarshal(buf[:n]) == nil && len(pkt.Payload) > layerTagAt {
+					lastLayer.Store(int32(pkt.Payload[layerTagAt]))
+				}
+			}
+		}()
+	})
+	pub := newHTTPPeer(t, n, whipToken(t, room, "gst"))
+	var layers []*simLayer
+	for _, rid := range []string{"q", "h", "f"} {
+		tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000},
+			"cam", "stream", webrtc.WithRTPStreamID(rid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers = append(layers, &simLayer{TrackLocalStaticRTP: tr})
+	}
+	tr, err := pub.pc.AddTransceiverFromTrack(layers[0], webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range layers[1:] {
+		if err := tr.Sender().AddEncoding(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if status, body := pub.negotiate("/whip"); status != http.StatusCreated {
+		t.Fatalf("POST /whip: %d %s", status, body)
+	}
+	for _, l := range layers {
+		l.mu.Lock()
+		l.mid = tr.Mid()
+		l.mu.Unlock()
+	}
+	pub.waitConnected(10 * time.Second)
+	go drainRTCP(tr.Sender())
+	sendTaggedLayers(t, layers)
+
+	gst := n.rooms.Room(room).Participant("gst")
+	eventually(t, 10*time.Second, "gst publishes its camera", func() bool { return len(gst.Info().Tracks) == 1 })
+	info := gst.Info().Tracks[0]
+	if !info.Simulcast || len(info.Layers) != 3 || info.Source != livekit.TrackSource_CAMERA {
+		t.Errorf("track %v: want a simulcast camera with three layers", info)
+	}
+	for _, want := range []struct {
+		quality livekit.VideoQuality
+		layer   int32
+	}{{livekit.VideoQuality_LOW, 0}, {livekit.VideoQuality_HIGH, 2}, {livekit.VideoQuality_MEDIUM, 1}} {
+		mustSend(t, bob, &livekit.SignalRequest{Message: &livekit.SignalRequest_TrackSetting{
+			TrackSetting: &livekit.UpdateTrackSettings{TrackSids: []string{info.Sid}, Quality: want.quality},
+		}})
+		eventually(t, 10*time.Second, "bob receives layer "+want.quality.String(), func() bool { return lastLayer.Load() == want.layer })
+	}
+}
+
+// drainRTCP reads a sender's RTCP until it closes (all its layers).
+func drainRTCP(s *webrtc.RTPSender) {
+	var wg sync.WaitGroup
+	for _, enc := range s.GetParameters().Encodings {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				if _, _, err := s.ReadSimulcastRTCP(enc.RID); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestWHEPPlayback plays a LiveKit-protocol publisher over WHEP: the
+// viewer receives its audio and video, is hidden from the room, and its
+// DELETE ends the session.
+func TestWHEPPlayback(t *testing.T) {
+	checkLeaks(t)
+	n := startNode(t, nodeOptions{})
+	const room = "whep-play"
+	alice := n.join(t, room, "alice", client.Options{})
+	video, audio := newVideoTrack(t, "cam"), newAudioTrack(t, "mic")
+	ctx := ctxTimeout(t, 10*time.Second)
+	if _, _, err := alice.Publish(ctx, video, &livekit.AddTrackRequest{Type: livekit.TrackType_VIDEO, Name: "cam", Source: livekit.TrackSource_CAMERA}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := alice.Publish(ctx, audio, &livekit.AddTrackRequest{Type: livekit.TrackType_AUDIO, Name: "mic", Source: livekit.TrackSource_MICROPHONE}); err != nil {
+		t.Fatal(err)
+	}
+	startSource(t, video, true)
+	startSource(t, audio, false)
+	eventually(t, 10*time.Second, "alice publishes", func() bool {
+		return len(n.rooms.Room(room).Participant("alice").Info().Tracks) == 2
+	})
+
+	viewer := newHTTPPeer(t, n, token(t, room, "fan", func(g *auth.VideoGrant) { g.SetCanSubscribe(true) }))
+	var kinds sync.Map // kind -> *atomic.Int64
+	viewer.pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		cnt := &atomic.Int64{}
+		kinds.Store(tr.Kind().String(), cnt)
+		go func() {
+			buf := make([]byte, 1500)
+			for {
+				if _, _, err := tr.Read(buf); err != nil {
+					return
+				}
+				cnt.Add(1)
+			}
+		}()
+	})
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
+		if _, err := viewer.pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if status, body := viewer.negotiate("/whep?participant=alice"); status != http.StatusCreated {
+		t.Fatalf("POST /whep: %d %s", status, body)
+	}
+	for _, k := range []string{"audio", "video"} {
+		eventually(t, 10*time.Second, "the viewer receives "+k, func() bool {
+			v, ok := kinds.Load(k)
+			return ok && v.(*atomic.Int64).Load() > 50
+		})
+	}
+	for _, p := range n.rooms.Room(room).Participants() {
+		if p.Identity() != "alice" && !p.Info().Permission.Hidden {
+			t.Errorf("viewer %s is visible in the room", p.Identity())
+		}
+	}
+	if status, _, _ := viewer.request(http.MethodDelete, "", "", nil); status != http.StatusOK {
+		t.Errorf("DELETE: %d", status)
+	}
+	eventually(t, 5*time.Second, "the viewer leaves", func() bool { return len(n.rooms.Room(room).Participants()) == 1 })
+}
