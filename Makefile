@@ -1,7 +1,10 @@
 # Fanout: the two commands a newcomer needs are `make dev` and `make test`.
 GO ?= go
-# Debian packages the suite needs: Chromium for the browser tests.
-APT_PACKAGES ?= chromium
+# Debian packages the suite needs: Chromium for the browser tests; an
+# outside WHIP publisher (simple-whip-client with GStreamer's encoders and
+# ICE) and a C compiler for its libgupnp-igd stub, for the WHIP tests.
+APT_PACKAGES ?= chromium simple-whip-client gstreamer1.0-nice gstreamer1.0-plugins-base \
+	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gcc
 
 .PHONY: dev test deps lint unit interop browser bench fuzz
 

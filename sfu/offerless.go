@@ -32,7 +32,7 @@ func (p *Participant) AnswerPublish(ctx context.Context, offer string) (string, 
 	var sent int
 	for _, md := range sd.MediaDescriptions {
 		kind := md.MediaName.Media
-		if (kind != "audio" && kind != "video") || md.MediaName.Port.Value == 0 || !sends(md) {
+		if (kind != "audio" && kind != "video") || rejected(md) || !sends(md) {
 			continue
 		}
 		mid, _ := md.Attribute(sdp.AttrKeyMID)
@@ -70,7 +70,7 @@ func (p *Participant) AnswerPlayback(ctx context.Context, offer string, from liv
 	var chosen []livekit.TrackID
 	for _, md := range sd.MediaDescriptions {
 		kind := md.MediaName.Media
-		if (kind != "audio" && kind != "video") || md.MediaName.Port.Value == 0 || !receives(md) {
+		if (kind != "audio" && kind != "video") || rejected(md) || !receives(md) {
 			continue
 		}
 		t := bestTrack(tracks, kind, used)
@@ -105,6 +105,13 @@ func parseOffer(offer string) (*sdp.SessionDescription, error) {
 	return &sd, nil
 }
 
+// rejected reports whether a section is turned off: port 0 without
+// bundle-only (which a bundled section of an offer may carry instead).
+func rejected(md *sdp.MediaDescription) bool {
+	_, bundled := md.Attribute("bundle-only")
+	return md.MediaName.Port.Value == 0 && !bundled
+}
+
 // direction is a section's direction attribute (sendrecv if none).
 func direction(md *sdp.MediaDescription) string {
 	for _, d := range []string{"sendonly", "recvonly", "inactive", "sendrecv"} {
@@ -129,10 +136,8 @@ func receives(md *sdp.MediaDescription) bool {
 // is the msid track id (else the mid), its layers come from its send rids.
 func addTrackFor(md *sdp.MediaDescription, kind, mid string) *livekit.AddTrackRequest {
 	req := &livekit.AddTrackRequest{Cid: mid, Type: livekit.TrackType_AUDIO, Source: livekit.TrackSource_MICROPHONE, Name: "audio"}
-	if msid, ok := md.Attribute("msid"); ok {
-		if f := strings.Fields(msid); len(f) == 2 && f[1] != "-" {
-			req.Cid = f[1]
-		}
+	if id := msidTrack(md); id != "" {
+		req.Cid = id
 	}
 	if kind == "video" {
 		req.Type, req.Source, req.Name = livekit.TrackType_VIDEO, livekit.TrackSource_CAMERA, "video"
@@ -145,6 +150,25 @@ func addTrackFor(md *sdp.MediaDescription, kind, mid string) *livekit.AddTrackRe
 		}
 	}
 	return req
+}
+
+// msidTrack is a section's msid track id: from a=msid, or from an
+// a=ssrc line's msid (GStreamer's webrtcbin writes only that).
+func msidTrack(md *sdp.MediaDescription) string {
+	for _, a := range md.Attributes {
+		value := a.Value
+		switch {
+		case a.Key == "msid":
+		case a.Key == "ssrc" && strings.Contains(value, " msid:"):
+			_, value, _ = strings.Cut(value, " msid:")
+		default:
+			continue
+		}
+		if f := strings.Fields(value); len(f) == 2 && f[1] != "-" {
+			return f[1]
+		}
+	}
+	return ""
 }
 
 // sendRIDs lists a section's send rids in their order.

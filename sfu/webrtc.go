@@ -310,9 +310,36 @@ func fmtpEqual(a, b string) bool {
 		return false
 	}
 	if ia, ib := pa["profile-level-id"], pb["profile-level-id"]; ia != "" || ib != "" {
-		return len(ia) == 6 && len(ib) == 6 && strings.EqualFold(ia[:4], ib[:4])
+		fa, okA := h264Profile(ia)
+		fb, okB := h264Profile(ib)
+		return okA && okB && fa == fb
 	}
 	return pa["profile-id"] == pb["profile-id"]
+}
+
+// h264Profile names the profile of an H.264 profile-level-id (RFC 6184
+// 8.1): its profile_idc with the constraint flags that matter, so that
+// the spellings of one profile compare equal (42c01e from GStreamer's
+// x264 and 42e01f from browsers are both Constrained Baseline).
+func h264Profile(plid string) (string, bool) {
+	v, err := strconv.ParseUint(plid, 16, 32)
+	if len(plid) != 6 || err != nil {
+		return "", false
+	}
+	idc, iop := byte(v>>16), byte(v>>8)
+	switch {
+	case idc == 0x42 && iop&0x40 != 0, idc == 0x4d && iop&0x80 != 0, idc == 0x58 && iop&0xc0 == 0xc0:
+		return "constrained-baseline", true
+	case idc == 0x42:
+		return "baseline", true
+	case idc == 0x4d:
+		return "main", true
+	case idc == 0x58:
+		return "extended", true
+	case idc == 0x64 && iop&0x0c == 0x0c:
+		return "constrained-high", true
+	}
+	return fmt.Sprintf("idc-%02x", idc), true
 }
 
 func parseFmtp(line string) map[string]string {

@@ -45,6 +45,9 @@ type nodeOptions struct {
 	// node's address on it in bindIP); signaling stays on loopback.
 	net    transport.Net
 	bindIP string
+	// allInterfaces binds media to every interface and advertises their
+	// own addresses (outside clients gather no loopback candidates).
+	allInterfaces bool
 }
 
 func startNode(t *testing.T, opts nodeOptions) *node {
@@ -52,6 +55,9 @@ func startNode(t *testing.T, opts nodeOptions) *node {
 	tp := sfu.TransportParams{BindIP: "127.0.0.1", NodeIP: "127.0.0.1"}
 	if opts.net != nil {
 		tp = sfu.TransportParams{BindIP: opts.bindIP, Net: opts.net}
+	}
+	if opts.allInterfaces {
+		tp = sfu.TransportParams{}
 	}
 	tr, err := sfu.NewTransport(tp)
 	if err != nil {
