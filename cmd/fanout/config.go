@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/livekit/protocol/livekit"
+
 	"gopkg.in/yaml.v3"
 )
 
@@ -74,6 +76,25 @@ type Config struct {
 	Region   string            `yaml:"region"`    // region label of this node, for multi-node setups
 	LogLevel string            `yaml:"log_level"` // debug|info|warn|error, default info (debug with --dev)
 	Room     RoomConfig        `yaml:"room"`
+	// ICEServers are STUN/TURN servers handed to clients: in join
+	// responses, and in WHIP and WHEP responses' Link headers.
+	ICEServers []ICEServerConfig `yaml:"ice_servers"`
+}
+
+// ICEServerConfig is one STUN or TURN server.
+type ICEServerConfig struct {
+	URLs       []string `yaml:"urls"` // e.g. stun:stun.example.net:3478, turn:turn.example.net?transport=udp
+	Username   string   `yaml:"username"`
+	Credential string   `yaml:"credential"`
+}
+
+// iceServers converts the configured servers to the protocol's type.
+func (c *Config) iceServers() []*livekit.ICEServer {
+	out := make([]*livekit.ICEServer, 0, len(c.ICEServers))
+	for _, s := range c.ICEServers {
+		out = append(out, &livekit.ICEServer{Urls: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	return out
 }
 
 // RoomConfig holds room defaults.

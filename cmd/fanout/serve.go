@@ -51,11 +51,14 @@ func serve(cfg *Config) error {
 		DepartureTimeout:   cfg.Room.DepartureTimeout.Std(),
 		ParticipantTimeout: cfg.Room.ParticipantTimeout.Std(),
 		MaxParticipants:    cfg.Room.MaxParticipants,
+		ICEServers:         cfg.iceServers(),
 		Logger:             log,
 	})
 	defer rooms.Close()
 	mux := http.NewServeMux()
-	signaling.NewServer(signaling.ServerParams{Rooms: rooms, Keys: signaling.StaticKeys(cfg.Keys), Logger: log}).Register(mux)
+	signaling.NewServer(signaling.ServerParams{
+		Rooms: rooms, Keys: signaling.StaticKeys(cfg.Keys), ICEServers: cfg.iceServers(), Logger: log,
+	}).Register(mux)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	registerWeb(mux, cfg)
 	addr := net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.Port))
