@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -37,11 +38,15 @@ type ParticipantParams struct {
 	// offers to it, and it leaves when its connection fails or does not
 	// come up within ConnectTimeout.
 	Offerless bool
+	// ConnectTimeout is how long an offerless participant's connection
+	// has to come up before the participant is removed (default
+	// DefaultConnectTimeout).
+	ConnectTimeout time.Duration
 }
 
-// ConnectTimeout is how long an offerless participant's connection has to
-// come up after its answer before the participant is removed.
-const ConnectTimeout = 20 * time.Second
+// DefaultConnectTimeout is how long an offerless participant's connection
+// has to come up, by default.
+const DefaultConnectTimeout = 20 * time.Second
 
 // Participant is one client in a room: its two peer connections, what it
 // publishes and what it receives.
@@ -60,6 +65,7 @@ type Participant struct {
 	permission     *livekit.ParticipantPermission
 	autoSubscribe  bool
 	offerless      bool
+	connectTimeout time.Duration
 	clientProtocol int32
 	state          livekit.ParticipantInfo_State
 	joinedAt       time.Time
@@ -93,6 +99,7 @@ func newParticipant(room *Room, p ParticipantParams) (*Participant, error) {
 		permission:     proto.Clone(perm).(*livekit.ParticipantPermission),
 		autoSubscribe:  p.AutoSubscribe,
 		offerless:      p.Offerless,
+		connectTimeout: cmp.Or(p.ConnectTimeout, DefaultConnectTimeout),
 		clientProtocol: p.ClientProtocol,
 		state:          livekit.ParticipantInfo_JOINING,
 		joinedAt:       time.Now(),
@@ -201,26 +208,29 @@ func (p *Participant) start() {
 	p.room.subscribeToExisting(p)
 	p.sub.requestNegotiation()
 	if p.offerless {
-		time.AfterFunc(ConnectTimeout, func() {
+		time.AfterFunc(p.connectTimeout, func() {
 			p.mu.Lock()
 			up := p.state == livekit.ParticipantInfo_ACTIVE
 			p.mu.Unlock()
 			if !up && !p.closed.Load() {
-				p.log.Info("connection did not come up", "timeout", ConnectTimeout)
+				p.log.Info("connection did not come up", "timeout", p.connectTimeout)
 				p.Close(livekit.DisconnectReason_CONNECTION_TIMEOUT, false)
 			}
 		})
 	}
 }
 
-// connectionEnded removes an offerless participant whose connection failed
-// or closed: its client has no signal connection to restart it over, and
-// sends a new offer (a new session) instead.
+// connectionEnded removes an offerless participant whose connection was
+// silent for iceDisconnectedTimeout, failed or closed: a WHIP or WHEP
+// client killed outright sends no DELETE, and one that lost its network
+// sends a new offer (a new session) rather than an ICE restart, in practice.
 func (p *Participant) connectionEnded(st webrtc.PeerConnectionState) {
-	if !p.offerless || (st != webrtc.PeerConnectionStateFailed && st != webrtc.PeerConnectionStateClosed) {
-		return
+	switch {
+	case !p.offerless:
+	case st == webrtc.PeerConnectionStateDisconnected, st == webrtc.PeerConnectionStateFailed, st == webrtc.PeerConnectionStateClosed:
+		p.log.Info("connection ended", "state", st.String())
+		go p.Close(livekit.DisconnectReason_CONNECTION_TIMEOUT, false)
 	}
-	go p.Close(livekit.DisconnectReason_CONNECTION_TIMEOUT, false)
 }
 
 // setActive marks the participant ACTIVE once a peer connection is up.

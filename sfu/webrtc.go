@@ -48,6 +48,10 @@ type Transport struct {
 	subscriberME *webrtc.MediaEngine
 }
 
+// iceDisconnectedTimeout is how long a connection may be silent before
+// ICE calls it disconnected.
+const iceDisconnectedTimeout = 3 * time.Second
+
 // Codecs the node accepts from publishers and offers to subscribers.
 var videoFeedback = []webrtc.RTCPFeedback{
 	{Type: "goog-remb"}, {Type: "transport-cc"}, {Type: "ccm", Parameter: "fir"},
@@ -166,7 +170,11 @@ func NewTransport(p TransportParams) (*Transport, error) {
 	if p.NodeIP != "" {
 		se.SetNAT1To1IPs([]string{p.NodeIP}, webrtc.ICECandidateTypeHost)
 	}
-	se.SetICETimeouts(5*time.Second, 15*time.Second, 2*time.Second)
+	// Disconnected after 3 s without a packet: media, RTCP or STUN every
+	// second or more often is normal for every client. A WHIP or WHEP
+	// session ends there (its client cannot signal a restart otherwise);
+	// others wait for failed, 15 s more, or their client's ICE restart.
+	se.SetICETimeouts(iceDisconnectedTimeout, 15*time.Second, time.Second)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	if err := t.buildAPIs(se); err != nil {
 		t.Close()

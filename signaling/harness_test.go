@@ -48,6 +48,8 @@ type nodeOptions struct {
 	// allInterfaces binds media to every interface and advertises their
 	// own addresses (outside clients gather no loopback candidates).
 	allInterfaces bool
+	// connectTimeout of WHIP and WHEP sessions (0: the default).
+	connectTimeout time.Duration
 }
 
 func startNode(t *testing.T, opts nodeOptions) *node {
@@ -82,6 +84,7 @@ func startNode(t *testing.T, opts nodeOptions) *node {
 	mux := http.NewServeMux()
 	signaling.NewServer(signaling.ServerParams{
 		Rooms: rooms, Keys: signaling.StaticKeys(map[string]string{testKey: testSecret}), Logger: log,
+		ConnectTimeout: opts.connectTimeout,
 	}).Register(mux)
 	srv := httptest.NewServer(mux)
 	n := &node{t: t, transport: tr, rooms: rooms, http: srv, wsURL: "ws" + strings.TrimPrefix(srv.URL, "http")}

@@ -31,7 +31,10 @@ type ServerParams struct {
 	PingTimeout  time.Duration
 	// ICEServers are announced to WHIP and WHEP clients in Link headers.
 	ICEServers []*livekit.ICEServer
-	Logger     *slog.Logger
+	// ConnectTimeout: a WHIP or WHEP session whose connection is not up
+	// this long after its answer ends (default sfu.DefaultConnectTimeout).
+	ConnectTimeout time.Duration
+	Logger         *slog.Logger
 }
 
 // Server handles the client-facing HTTP endpoints.

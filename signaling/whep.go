@@ -38,7 +38,7 @@ func (s *Server) handleWHEP(w http.ResponseWriter, r *http.Request) {
 	sess := s.sessions.newSession("whep", livekit.SignalTarget_SUBSCRIBER)
 	params := participantParams(grants, false, 0, sess)
 	params.Identity = livekit.ParticipantIdentity(grants.Identity + "#whep-" + sess.id[:8])
-	params.Offerless = true
+	params.Offerless, params.ConnectTimeout = true, s.p.ConnectTimeout
 	params.Permission.Hidden, params.Permission.CanPublish, params.Permission.CanPublishData = true, false, false
 	s.join(w, r, room, sess, params, func(ctx context.Context, p *sfu.Participant) (string, error) {
 		return p.AnswerPlayback(ctx, offer, livekit.ParticipantIdentity(from))

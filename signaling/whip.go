@@ -32,7 +32,7 @@ func (s *Server) handleWHIP(w http.ResponseWriter, r *http.Request) {
 	}
 	sess := s.sessions.newSession("whip", livekit.SignalTarget_PUBLISHER)
 	params := participantParams(grants, false, 0, sess)
-	params.Kind, params.Offerless = livekit.ParticipantInfo_INGRESS, true
+	params.Kind, params.Offerless, params.ConnectTimeout = livekit.ParticipantInfo_INGRESS, true, s.p.ConnectTimeout
 	s.join(w, r, room, sess, params, func(ctx context.Context, p *sfu.Participant) (string, error) {
 		return p.AnswerPublish(ctx, offer)
 	})

@@ -133,3 +133,47 @@ func TestWHIPResourceErrors(t *testing.T) {
 		t.Errorf("DELETE the second: %d", status)
 	}
 }
+
+// TestWHIPConnectTimeout: a session whose client never connects ends after
+// the connect timeout, and its participant and resource go.
+func TestWHIPConnectTimeout(t *testing.T) {
+	checkLeaks(t)
+	n := startNode(t, nodeOptions{connectTimeout: time.Second})
+	const room = "whip-timeout"
+	offer := testOffer(t, n, webrtc.RTPTransceiverDirectionSendonly, webrtc.RTPCodecTypeAudio)
+	status, body, hdr := doHTTP(t, http.MethodPost, n.http.URL+"/whip", whipToken(t, room, "ghost"), "application/sdp", offer, nil)
+	if status != http.StatusCreated {
+		t.Fatalf("POST: %d %s", status, body)
+	}
+	eventually(t, 5*time.Second, "the session that never connected ends", func() bool {
+		r := n.rooms.Room(room)
+		return r == nil || r.Participant("ghost") == nil
+	})
+	if status, _, _ := doHTTP(t, http.MethodDelete, n.http.URL+hdr.Get("Location"), "", "", "", nil); status != http.StatusNotFound {
+		t.Errorf("DELETE after the timeout: %d, want 404", status)
+	}
+}
+
+// TestWHIPCORS: browsers' preflights get the methods and headers a WHIP or
+// WHEP client uses, and can read Location, ETag and Link.
+func TestWHIPCORS(t *testing.T) {
+	checkLeaks(t)
+	n := startNode(t, nodeOptions{})
+	for _, c := range []struct{ path, methods string }{
+		{"/whip", "POST"}, {"/whep", "POST"}, {"/whip/any", "PATCH, DELETE"}, {"/whep/any", "PATCH, DELETE"},
+	} {
+		status, _, hdr := doHTTP(t, http.MethodOptions, n.http.URL+c.path, "", "", "", http.Header{
+			"Origin": {"https://studio.example"}, "Access-Control-Request-Method": {"POST"},
+		})
+		if status != http.StatusNoContent || hdr.Get("Access-Control-Allow-Origin") != "*" ||
+			!strings.Contains(hdr.Get("Access-Control-Allow-Methods"), c.methods) ||
+			!strings.Contains(hdr.Get("Access-Control-Allow-Headers"), "Authorization") ||
+			!strings.Contains(hdr.Get("Access-Control-Expose-Headers"), "Location") {
+			t.Errorf("OPTIONS %s: %d %v", c.path, status, hdr)
+		}
+	}
+	_, _, hdr := doHTTP(t, http.MethodOptions, n.http.URL+"/whip", "", "", "", nil)
+	if hdr.Get("Accept-Post") != "application/sdp" {
+		t.Errorf("OPTIONS /whip: Accept-Post %q", hdr.Get("Accept-Post"))
+	}
+}

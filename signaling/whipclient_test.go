@@ -177,3 +177,28 @@ func TestWHIPOutsideClient(t *testing.T) {
 		t.Logf("whip-client output (no DELETE seen):\n%s", wc.out.String())
 	}
 }
+
+// TestWHIPOutsideClientKilled kills whip-client outright (SIGKILL, no
+// DELETE): the participant leaves within 5 s, once its connection has been
+// silent for ICE's disconnected timeout.
+func TestWHIPOutsideClientKilled(t *testing.T) {
+	env := whipClientEnv(t)
+	checkLeaks(t)
+	n := startNode(t, nodeOptions{allInterfaces: true})
+	const room = "whip-killed"
+	wc := startWHIPClient(t, env, n.http.URL+"/whip", whipToken(t, room, "gstreamer"))
+	eventually(t, 10*time.Second, "the WHIP participant publishes", func() bool {
+		r := n.rooms.Room(room)
+		if r == nil {
+			return false
+		}
+		p := r.Participant("gstreamer")
+		return p != nil && len(p.Info().Tracks) == 2
+	})
+	killed := time.Now()
+	wc.stop(t, syscall.SIGKILL)
+	eventually(t, 5*time.Second, "the WHIP participant leaves after the client is killed", func() bool {
+		return n.rooms.Room(room) == nil || n.rooms.Room(room).Participant("gstreamer") == nil
+	})
+	t.Logf("whip-metric: participant gone %v after SIGKILL", time.Since(killed).Round(time.Millisecond))
+}
