@@ -229,6 +229,11 @@ func TestSimulcastSwitchKeepsCaptureClock(t *testing.T) {
 	})
 	waitKeyframe(t, bob, info.Sid, 0, frameSize{1280, 720}, 5*time.Second)
 	time.Sleep(500 * time.Millisecond) // sender reports of every layer
+	// The switches below are the subscriber's requests: its bandwidth
+	// estimate must cover HIGH first, or congestion control (not under
+	// test here) would hold HIGH back until a probe confirms it.
+	bobPart := n.rooms.Room(livekit.RoomName(room)).Participant("bob")
+	eventually(t, 15*time.Second, "bob's estimate covers HIGH", func() bool { return bobPart.BandwidthEstimate() >= 1_900_000 })
 	// Switches before the first sender reports (the start, from whichever
 	// layer's keyframe came first up to HIGH) can only use arrival times.
 	from := len(bob.stats(info.Sid).TSs)
