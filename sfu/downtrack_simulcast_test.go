@@ -25,16 +25,7 @@ type vp8Frame struct {
 func vp8Payload(f vp8Frame, tag byte) []byte {
 	p := bytes.Repeat([]byte{tag}, 60)
 	p[0], p[1] = 0x90, 0xe0 // X, S; I, L, T
-	p[2], p[3] = 0x80|byte(f.pid>>8)&0x7f, byte(f.pid)
-	p[4] = f.tl0
-	p[5] = f.tid << 6
-	if f.sync {
-		p[5] |= 0x20
-	}
-	p[6] = 0x01 // inter frame
-	if f.key {
-		p[6] = 0x00
-	}
+	putVP8Fields(p, f.pid, f.tl0, f.tid, f.sync, f.key)
 	return p
 }
 
@@ -587,5 +578,21 @@ func TestDownTrackLateRestOfFrame(t *testing.T) {
 	want := []string{"10/1", "11/2", "13/3", "12/2", "14/4"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("sent (seq/picture id) %v, want %v", got, want)
+	}
+}
+
+// putVP8Fields writes a VP8 payload descriptor's 15-bit PictureID,
+// TL0PICIDX, TID and Y bit (p[2:6], after X and I/L/T/K bytes) and the
+// frame tag's inter-frame bit (p[6]).
+func putVP8Fields(p []byte, pid uint16, tl0, tid uint8, sync, key bool) {
+	p[2], p[3] = 0x80|byte(pid>>8)&0x7f, byte(pid)
+	p[4] = tl0
+	p[5] = tid << 6
+	if sync {
+		p[5] |= 0x20
+	}
+	p[6] = 0x01 // inter frame
+	if key {
+		p[6] = 0x00
 	}
 }

@@ -110,16 +110,7 @@ func vp8TaggedPayload(f encFrame, i int) []byte {
 	if i == 0 {
 		p[0] |= 0x10 // S, partition 0
 	}
-	p[2], p[3] = 0x80|byte(f.pid>>8)&0x7f, byte(f.pid)
-	p[4] = f.tl0
-	p[5] = f.tid << 6
-	if f.sync {
-		p[5] |= 0x20
-	}
-	p[6] = 0x01 // inter frame
-	if f.key {
-		p[6] = 0x00
-	}
+	putVP8Fields(p, f.pid, f.tl0, f.tid, f.sync, f.key)
 	p[7] = byte(f.layer)
 	binary.BigEndian.PutUint32(p[8:], f.serial)
 	return p

@@ -67,39 +67,50 @@ func (l *simLayer) write(seq uint16, ts uint32, marker bool, payload []byte) err
 // same instant; every 40th sequence number of each layer is skipped, a loss
 // the receiver NACKs.
 func sendLayers(t *testing.T, layers []*simLayer) {
+	seq, ts := uint16(100), uint32(1000)
+	everyFrame(t, func(frame int) error {
+		for i := 0; i < 3; i++ {
+			payload := make([]byte, 400)
+			if i == 0 {
+				payload[0] = 0x10 // S bit, partition 0
+				payload[1] = 0x01 // inter frame
+				if frame%25 == 0 {
+					payload[1] = 0x00
+				}
+			}
+			if seq%40 != 0 {
+				for _, l := range layers {
+					if err := l.write(seq, ts, i == 2, payload); err != nil {
+						return err
+					}
+				}
+			}
+			seq++
+		}
+		ts += 4500
+		return nil
+	})
+}
+
+// everyFrame calls send every 20 ms with the frame's number, from its own
+// goroutine, until the test ends or send fails.
+func everyFrame(t *testing.T, send func(frame int) error) {
 	stop, done := make(chan struct{}), make(chan struct{})
 	t.Cleanup(func() { close(stop); <-done })
 	go func() {
 		defer close(done)
 		tick := time.NewTicker(20 * time.Millisecond)
 		defer tick.Stop()
-		seq, ts := uint16(100), uint32(1000)
 		for frame := 0; ; frame++ {
 			select {
 			case <-stop:
 				return
 			case <-tick.C:
 			}
-			for i := 0; i < 3; i++ {
-				payload := make([]byte, 400)
-				if i == 0 {
-					payload[0] = 0x10 // S bit, partition 0
-					payload[1] = 0x01 // inter frame
-					if frame%25 == 0 {
-						payload[1] = 0x00
-					}
-				}
-				if seq%40 != 0 {
-					for _, l := range layers {
-						if err := l.write(seq, ts, i == 2, payload); err != nil {
-							t.Error(err)
-							return
-						}
-					}
-				}
-				seq++
+			if err := send(frame); err != nil {
+				t.Error(err)
+				return
 			}
-			ts += 4500
 		}
 	}()
 }

@@ -23,35 +23,23 @@ const layerTagAt = 4
 // every 10 frames, with payloads of 100, 300 and 900 bytes tagged with the
 // layer's index.
 func sendTaggedLayers(t *testing.T, layers []*simLayer) {
-	stop, done := make(chan struct{}), make(chan struct{})
-	t.Cleanup(func() { close(stop); <-done })
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		seq, ts := uint16(100), uint32(1000)
-		for frame := 0; ; frame++ {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
+	seq, ts := uint16(100), uint32(1000)
+	everyFrame(t, func(frame int) error {
+		for i, l := range layers {
+			payload := make([]byte, []int{100, 300, 900}[i])
+			payload[0], payload[1] = 0x10, 0x01 // S bit; inter frame
+			if frame%10 == 0 {
+				payload[1] = 0x00
 			}
-			for i, l := range layers {
-				payload := make([]byte, []int{100, 300, 900}[i])
-				payload[0], payload[1] = 0x10, 0x01 // S bit; inter frame
-				if frame%10 == 0 {
-					payload[1] = 0x00
-				}
-				payload[layerTagAt] = byte(i)
-				if err := l.write(seq, ts, true, payload); err != nil {
-					t.Error(err)
-					return
-				}
+			payload[layerTagAt] = byte(i)
+			if err := l.write(seq, ts, true, payload); err != nil {
+				return err
 			}
-			seq++
-			ts += 1800
 		}
-	}()
+		seq++
+		ts += 1800
+		return nil
+	})
 }
 
 // TestWHIPSimulcast publishes three simulcast layers over WHIP (send rids
@@ -167,20 +155,8 @@ func TestWHEPPlayback(t *testing.T) {
 	})
 
 	viewer := newHTTPPeer(t, n, token(t, room, "fan", func(g *auth.VideoGrant) { g.SetCanSubscribe(true) }))
-	var kinds sync.Map // kind -> *atomic.Int64
-	viewer.pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		cnt := &atomic.Int64{}
-		kinds.Store(tr.Kind().String(), cnt)
-		go func() {
-			buf := make([]byte, 1500)
-			for {
-				if _, _, err := tr.Read(buf); err != nil {
-					return
-				}
-				cnt.Add(1)
-			}
-		}()
-	})
+	kinds := newPacketCounter(func(tr *webrtc.TrackRemote) string { return tr.Kind().String() })
+	viewer.pc.OnTrack(kinds.onTrack)
 	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
 		if _, err := viewer.pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 			t.Fatal(err)
@@ -190,10 +166,7 @@ func TestWHEPPlayback(t *testing.T) {
 		t.Fatalf("POST /whep: %d %s", status, body)
 	}
 	for _, k := range []string{"audio", "video"} {
-		eventually(t, 10*time.Second, "the viewer receives "+k, func() bool {
-			v, ok := kinds.Load(k)
-			return ok && v.(*atomic.Int64).Load() > 50
-		})
+		eventually(t, 10*time.Second, "the viewer receives "+k, func() bool { return kinds.count(k) > 50 })
 	}
 	for _, p := range n.rooms.Room(room).Participants() {
 		if p.Identity() != "alice" && !p.Info().Permission.Hidden {
@@ -204,4 +177,42 @@ func TestWHEPPlayback(t *testing.T) {
 		t.Errorf("DELETE: %d", status)
 	}
 	eventually(t, 5*time.Second, "the viewer leaves", func() bool { return len(n.rooms.Room(room).Participants()) == 1 })
+}
+
+// packetCounter counts the packets of received tracks by a key of each.
+type packetCounter struct {
+	key    func(*webrtc.TrackRemote) string
+	mu     sync.Mutex
+	counts map[string]*atomic.Int64
+}
+
+func newPacketCounter(key func(*webrtc.TrackRemote) string) *packetCounter {
+	return &packetCounter{key: key, counts: map[string]*atomic.Int64{}}
+}
+
+// onTrack reads a track until it ends, counting its packets.
+func (c *packetCounter) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	cnt := &atomic.Int64{}
+	c.mu.Lock()
+	c.counts[c.key(tr)] = cnt
+	c.mu.Unlock()
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := tr.Read(buf); err != nil {
+				return
+			}
+			cnt.Add(1)
+		}
+	}()
+}
+
+// count is how many packets the tracks of key brought.
+func (c *packetCounter) count(key string) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := c.counts[key]; n != nil {
+		return n.Load()
+	}
+	return 0
 }

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -131,31 +130,9 @@ func TestWHIPOutsideClient(t *testing.T) {
 	bob := n.join(t, room, "bob", client.Options{Settings: func(se *webrtc.SettingEngine) {
 		se.SetInterfaceFilter(func(string) bool { return true })
 	}})
-	var mu sync.Mutex
-	received := map[string]*atomic.Int64{}
-	bob.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		cnt := &atomic.Int64{}
-		mu.Lock()
-		received[strings.ToLower(tr.Codec().MimeType)] = cnt
-		mu.Unlock()
-		go func() {
-			buf := make([]byte, 1500)
-			for {
-				if _, _, err := tr.Read(buf); err != nil {
-					return
-				}
-				cnt.Add(1)
-			}
-		}()
-	})
-	count := func(mime string) int64 {
-		mu.Lock()
-		defer mu.Unlock()
-		if c := received[mime]; c != nil {
-			return c.Load()
-		}
-		return 0
-	}
+	received := newPacketCounter(func(tr *webrtc.TrackRemote) string { return strings.ToLower(tr.Codec().MimeType) })
+	bob.OnTrack(received.onTrack)
+	count := received.count
 
 	wc := startWHIPClient(t, env, n.http.URL+"/whip", whipToken(t, room, "gstreamer"))
 	start := time.Now()
