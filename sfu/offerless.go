@@ -77,9 +77,9 @@ func (p *Participant) AnswerPlayback(ctx context.Context, offer string, from liv
 		if t == nil {
 			continue
 		}
-		if mime := t.up.Codec().MimeType; !offersMime(md, mime) {
+		if !offersAny(md, t.up.Codec()) {
 			return "", fmt.Errorf("%w: %q publishes %s, which the offer's %s section does not take",
-				ErrCodecNotNegotiated, from, strings.TrimPrefix(mime, kind+"/"), kind)
+				ErrCodecNotNegotiated, from, strings.TrimPrefix(t.up.Codec().MimeType, kind+"/"), kind)
 		}
 		used[t.up.ID()] = true
 		chosen = append(chosen, t.up.ID())
@@ -205,6 +205,18 @@ func offersMime(md *sdp.MediaDescription, mime string) bool {
 		_, enc, _ := strings.Cut(a.Value, " ")
 		codec, _, _ := strings.Cut(enc, "/")
 		if strings.EqualFold(codec, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// offersAny reports whether a section takes a codec that can carry a
+// published one (RED audio also goes out as plain Opus).
+func offersAny(md *sdp.MediaDescription, published webrtc.RTPCodecParameters) bool {
+	codecs, _ := SubscriberCodecs(published)
+	for _, c := range codecs {
+		if offersMime(md, c.MimeType) {
 			return true
 		}
 	}

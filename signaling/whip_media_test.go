@@ -2,6 +2,7 @@ package signaling_test
 
 import (
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -154,7 +155,13 @@ func TestWHEPPlayback(t *testing.T) {
 		return len(n.rooms.Room(room).Participant("alice").Info().Tracks) == 2
 	})
 
-	viewer := newHTTPPeer(t, n, token(t, room, "fan", func(g *auth.VideoGrant) { g.SetCanSubscribe(true) }))
+	fan := token(t, room, "fan", func(g *auth.VideoGrant) { g.SetCanSubscribe(true) })
+	noVP8 := strings.ReplaceAll(testOffer(t, n, webrtc.RTPTransceiverDirectionRecvonly, webrtc.RTPCodecTypeVideo), "VP8/90000", "XVP8/90000")
+	status, body, _ := doHTTP(t, http.MethodPost, n.http.URL+"/whep?participant=alice", fan, "application/sdp", noVP8, nil)
+	if status != http.StatusBadRequest || !strings.Contains(body, `"alice" publishes VP8, which the offer's video section does not take`) {
+		t.Errorf("WHEP offer without VP8: %d %q, want 400 naming the codec", status, body)
+	}
+	viewer := newHTTPPeer(t, n, fan)
 	kinds := newPacketCounter(func(tr *webrtc.TrackRemote) string { return tr.Kind().String() })
 	viewer.pc.OnTrack(kinds.onTrack)
 	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
