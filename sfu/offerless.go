@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/livekit/protocol/livekit"
 	"github.com/pion/sdp/v3"
@@ -54,7 +55,8 @@ func (p *Participant) AnswerPublish(ctx context.Context, offer string) (string, 
 // AnswerPlayback answers an offer in which the client receives (WHEP): it
 // subscribes this participant to what the participant named from
 // publishes, one track for each audio and video section of the offer
-// (microphone and camera first), then answers. Congestion control and
+// (microphone and camera first; a kind not published yet is waited for
+// up to publishWait), then answers. Congestion control and
 // layer selection apply as for any subscriber.
 func (p *Participant) AnswerPlayback(ctx context.Context, offer string, from livekit.ParticipantIdentity) (string, error) {
 	sd, err := parseOffer(offer)
@@ -65,7 +67,7 @@ func (p *Participant) AnswerPlayback(ctx context.Context, offer string, from liv
 	if pub == nil || pub == p {
 		return "", fmt.Errorf("%w: %q is not in room %q", ErrParticipantNotFound, from, p.room.Name())
 	}
-	tracks := playableTracks(pub)
+	tracks := awaitTracks(ctx, pub, receivedKinds(sd))
 	used := map[livekit.TrackID]bool{}
 	var chosen []livekit.TrackID
 	for _, md := range sd.MediaDescriptions {
@@ -91,6 +93,45 @@ func (p *Participant) AnswerPlayback(ctx context.Context, offer string, from liv
 		return "", err
 	}
 	return p.sub.pc.answer(ctx, offer)
+}
+
+// publishWait is how long a playback offer waits for the participant to
+// publish a kind of track it asks for: a broadcaster's audio and video
+// start within moments of each other, and a session answered in between
+// would lack one for good (WHEP has no renegotiation).
+const publishWait = 2 * time.Second
+
+// receivedKinds counts the audio and video sections an offer receives on.
+func receivedKinds(sd *sdp.SessionDescription) map[string]int {
+	kinds := map[string]int{}
+	for _, md := range sd.MediaDescriptions {
+		if k := md.MediaName.Media; (k == "audio" || k == "video") && !rejected(md) && receives(md) {
+			kinds[k]++
+		}
+	}
+	return kinds
+}
+
+// awaitTracks returns what pub publishes once it has a track of each kind
+// wanted, or after publishWait (or when ctx ends) with what it has.
+func awaitTracks(ctx context.Context, pub *Participant, wanted map[string]int) []playable {
+	deadline := time.Now().Add(publishWait)
+	for {
+		tracks := playableTracks(pub)
+		missing := false
+		for kind := range wanted {
+			if !slices.ContainsFunc(tracks, func(c playable) bool { return c.t.up.Kind().String() == kind }) {
+				missing = true
+			}
+		}
+		if !missing || time.Now().After(deadline) || ctx.Err() != nil || pub.Closed() {
+			return tracks
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // parseOffer validates a client's offer.

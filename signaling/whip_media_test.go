@@ -134,8 +134,9 @@ func drainRTCP(s *webrtc.RTPSender) {
 }
 
 // TestWHEPPlayback plays a LiveKit-protocol publisher over WHEP: the
-// viewer receives its audio and video, is hidden from the room, and its
-// DELETE ends the session.
+// viewer receives its audio and video (the audio published just after the
+// viewer's offer), is hidden from the room, and its DELETE ends the
+// session.
 func TestWHEPPlayback(t *testing.T) {
 	checkLeaks(t)
 	n := startNode(t, nodeOptions{})
@@ -146,13 +147,10 @@ func TestWHEPPlayback(t *testing.T) {
 	if _, _, err := alice.Publish(ctx, video, &livekit.AddTrackRequest{Type: livekit.TrackType_VIDEO, Name: "cam", Source: livekit.TrackSource_CAMERA}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := alice.Publish(ctx, audio, &livekit.AddTrackRequest{Type: livekit.TrackType_AUDIO, Name: "mic", Source: livekit.TrackSource_MICROPHONE}); err != nil {
-		t.Fatal(err)
-	}
 	startSource(t, video, true)
 	startSource(t, audio, false)
-	eventually(t, 10*time.Second, "alice publishes", func() bool {
-		return len(n.rooms.Room(room).Participant("alice").Info().Tracks) == 2
+	eventually(t, 10*time.Second, "alice publishes her camera", func() bool {
+		return len(n.rooms.Room(room).Participant("alice").Info().Tracks) == 1
 	})
 
 	fan := token(t, room, "fan", func(g *auth.VideoGrant) { g.SetCanSubscribe(true) })
@@ -161,6 +159,14 @@ func TestWHEPPlayback(t *testing.T) {
 	if status != http.StatusBadRequest || !strings.Contains(body, `"alice" publishes VP8, which the offer's video section does not take`) {
 		t.Errorf("WHEP offer without VP8: %d %q, want 400 naming the codec", status, body)
 	}
+	// The microphone comes 300 ms after the viewer's offer: the answer
+	// waits for it (WHEP cannot add it later).
+	published := make(chan error, 1)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		_, _, err := alice.Publish(ctx, audio, &livekit.AddTrackRequest{Type: livekit.TrackType_AUDIO, Name: "mic", Source: livekit.TrackSource_MICROPHONE})
+		published <- err
+	}()
 	viewer := newHTTPPeer(t, n, fan)
 	kinds := newPacketCounter(func(tr *webrtc.TrackRemote) string { return tr.Kind().String() })
 	viewer.pc.OnTrack(kinds.onTrack)
@@ -171,6 +177,9 @@ func TestWHEPPlayback(t *testing.T) {
 	}
 	if status, body := viewer.negotiate("/whep?participant=alice"); status != http.StatusCreated {
 		t.Fatalf("POST /whep: %d %s", status, body)
+	}
+	if err := <-published; err != nil {
+		t.Fatal(err)
 	}
 	for _, k := range []string{"audio", "video"} {
 		eventually(t, 10*time.Second, "the viewer receives "+k, func() bool { return kinds.count(k) > 50 })

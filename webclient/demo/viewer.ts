@@ -1,6 +1,6 @@
 // The broadcast viewer: joins a room without publishing and shows the
-// participants that publish. Later the same page plays WHEP or HLS.
-import { Room, connect, type Participant, type RemoteParticipant } from '../sdk/src/index.js';
+// participants that publish, or plays one broadcaster over WHEP.
+import { Room, connect, playWHEP, type Participant, type RemoteParticipant, type WHEPSession } from '../sdk/src/index.js';
 import { $, credentials, defaultServerURL, params } from './common.js';
 import { VideoGrid } from './grid.js';
 
@@ -12,8 +12,68 @@ const watchBtn = $<HTMLButtonElement>('watch-btn');
 const errorEl = $('viewer-error');
 const grid = new VideoGrid($('grid'), $('audio-sink'));
 const soundBtn = $<HTMLButtonElement>('btn-sound');
+const participantInput = $<HTMLInputElement>('participant');
+const whepVideo = $<HTMLVideoElement>('whep-video');
 let room: Room | undefined;
+let whep: WHEPSession | undefined;
 let soundOn = false;
+
+/** mode is the form's choice: the room connection or WHEP. */
+function mode(): 'room' | 'whep' {
+  return form.querySelector<HTMLInputElement>('input[name="mode"]:checked')?.value === 'whep' ? 'whep' : 'room';
+}
+
+function showMode(): void {
+  const w = mode() === 'whep';
+  $('participant-label').hidden = !w;
+  participantInput.required = w;
+}
+
+/** Test hooks: the WHEP session and the status of its DELETE. */
+declare global {
+  interface Window {
+    __whep?: { session?: WHEPSession; deleteStatus?: number };
+  }
+}
+
+/** watchWHEP plays one participant over WHEP in the page's video element. */
+async function watchWHEP(roomName: string): Promise<void> {
+  const who = participantInput.value.trim();
+  const identity = `whep-viewer-${Math.random().toString(36).slice(2, 8)}`;
+  const cred = await credentials(roomName, identity, 'Viewer', true, tokenInput, urlInput);
+  const s = await playWHEP({ url: cred.url, token: cred.token, participant: who });
+  whep = s;
+  window.__whep = { session: s };
+  whepVideo.srcObject = s.stream;
+  whepVideo.hidden = false;
+  $('grid').hidden = true;
+  $('waiting').hidden = true;
+  $('live-badge').hidden = false;
+  $('room-title').textContent = `${roomName} · ${who}`;
+  const state = () => {
+    $('conn-state').textContent = s.pc.connectionState;
+    $('conn-state').dataset.state = s.pc.connectionState;
+    if (s.pc.connectionState === 'failed') void stopWHEP(`Connection to ${who} failed`);
+  };
+  s.pc.addEventListener('connectionstatechange', state);
+  state();
+  $('viewer-join').hidden = true;
+  $('viewer-stage').hidden = false;
+}
+
+/** stopWHEP ends the WHEP session (DELETE) and shows the form again. */
+async function stopWHEP(reason?: string): Promise<void> {
+  const s = whep;
+  if (!s) return;
+  whep = undefined;
+  window.__whep = { session: s, deleteStatus: await s.stop() };
+  whepVideo.srcObject = null;
+  whepVideo.hidden = true;
+  $('grid').hidden = false;
+  $('viewer-join').hidden = false;
+  $('viewer-stage').hidden = true;
+  if (reason) errorEl.textContent = reason;
+}
 
 function publishing(p: Participant): boolean {
   return p.trackPublications.size > 0;
@@ -45,6 +105,16 @@ async function watch(): Promise<void> {
   if (!roomName) return;
   watchBtn.disabled = true;
   errorEl.textContent = '';
+  if (mode() === 'whep') {
+    try {
+      await watchWHEP(roomName);
+    } catch (err) {
+      errorEl.textContent = err instanceof Error ? err.message : String(err);
+    } finally {
+      watchBtn.disabled = false;
+    }
+    return;
+  }
   try {
     const identity = `viewer-${Math.random().toString(36).slice(2, 8)}`;
     const cred = await credentials(roomName, identity, 'Viewer', true, tokenInput, urlInput);
@@ -106,17 +176,29 @@ form.addEventListener('submit', (e) => {
 soundBtn.addEventListener('click', () => {
   soundOn = !soundOn;
   applySound();
+  whepVideo.muted = !soundOn;
+  if (soundOn) whepVideo.play().catch(() => undefined);
 });
-$('btn-stop').addEventListener('click', () => void room?.leave());
+$('btn-stop').addEventListener('click', () => {
+  void room?.leave();
+  void stopWHEP();
+});
+for (const r of form.querySelectorAll<HTMLInputElement>('input[name="mode"]')) r.addEventListener('change', showMode);
 
 function init(): void {
   roomInput.value = params.get('room') ?? 'demo';
   tokenInput.value = params.get('token') ?? '';
   urlInput.value = params.get('url') ?? defaultServerURL();
   if (params.get('token')) $<HTMLDetailsElement>('token-details').open = true;
+  participantInput.value = params.get('participant') ?? '';
+  if (params.get('mode') === 'whep') form.querySelector<HTMLInputElement>('input[value="whep"]')!.checked = true;
+  showMode();
   form.dataset.ready = 'true';
   if (params.get('autojoin') === '1') void watch();
 }
 
-window.addEventListener('beforeunload', () => void room?.leave());
+window.addEventListener('beforeunload', () => {
+  void room?.leave();
+  void whep?.stop();
+});
 init();

@@ -27,3 +27,4 @@ export { StatsSampler, formatBitrate, type TrackStats } from './stats.js';
 export { Reconnector, defaultBackoff, type ReconnectState, type ReconnectParams, type Timers } from './reconnect.js';
 export { JoinError } from './signal.js';
 export type { RoomSession, SessionFactory, SessionHandlers } from './session.js';
+export { playWHEP, postOffer, whepURL, httpOrigin, WHEPError, type WHEPOptions, type WHEPSession } from './whep.js';
