@@ -247,6 +247,16 @@ func (s *subscriber) trackEnded(id livekit.TrackID) {
 	delete(s.maxLayer, id)
 	s.mu.Unlock()
 	s.unsubscribe(id)
+	s.mu.Lock()
+	empty := len(s.subs) == 0 && !s.closed
+	s.mu.Unlock()
+	if empty && s.p.offerless {
+		// A WHEP viewer whose tracks all ended (its broadcaster left or
+		// reconnected as a new session) cannot be given new ones: end the
+		// session, so that its client sees it and plays afresh.
+		s.p.log.Info("played tracks ended, ending the session")
+		go s.p.Close(livekit.DisconnectReason_PARTICIPANT_REMOVED, false)
+	}
 }
 
 // subscription returns the subscription of a track, or nil.

@@ -167,17 +167,7 @@ func TestWHEPPlayback(t *testing.T) {
 		_, _, err := alice.Publish(ctx, audio, &livekit.AddTrackRequest{Type: livekit.TrackType_AUDIO, Name: "mic", Source: livekit.TrackSource_MICROPHONE})
 		published <- err
 	}()
-	viewer := newHTTPPeer(t, n, fan)
-	kinds := newPacketCounter(func(tr *webrtc.TrackRemote) string { return tr.Kind().String() })
-	viewer.pc.OnTrack(kinds.onTrack)
-	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
-		if _, err := viewer.pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if status, body := viewer.negotiate("/whep?participant=alice"); status != http.StatusCreated {
-		t.Fatalf("POST /whep: %d %s", status, body)
-	}
+	viewer, kinds := startWHEPViewer(t, n, fan, "alice")
 	if err := <-published; err != nil {
 		t.Fatal(err)
 	}
@@ -231,4 +221,55 @@ func (c *packetCounter) count(key string) int64 {
 		return n.Load()
 	}
 	return 0
+}
+
+// startWHEPViewer plays a participant over WHEP with a pion peer that
+// receives one audio and one video track, counting packets by kind.
+func startWHEPViewer(t *testing.T, n *node, token, participant string) (*httpPeer, *packetCounter) {
+	t.Helper()
+	viewer := newHTTPPeer(t, n, token)
+	kinds := newPacketCounter(func(tr *webrtc.TrackRemote) string { return tr.Kind().String() })
+	viewer.pc.OnTrack(kinds.onTrack)
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
+		if _, err := viewer.pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if status, body := viewer.negotiate("/whep?participant=" + participant); status != http.StatusCreated {
+		t.Fatalf("POST /whep: %d %s", status, body)
+	}
+	return viewer, kinds
+}
+
+// TestWHEPEndsWithBroadcaster: when the WHIP broadcaster a viewer plays
+// leaves, the viewer's session ends (it cannot be given the tracks of a
+// new session), so its client can see that and play afresh.
+func TestWHEPEndsWithBroadcaster(t *testing.T) {
+	checkLeaks(t)
+	n := startNode(t, nodeOptions{})
+	const room = "whep-ends"
+	pub := newHTTPPeer(t, n, whipToken(t, room, "studio"))
+	video := newVideoTrack(t, "v")
+	if _, err := pub.pc.AddTransceiverFromTrack(video, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := pub.negotiate("/whip"); status != http.StatusCreated {
+		t.Fatalf("POST /whip: %d %s", status, body)
+	}
+	startSource(t, video, true)
+	r := n.rooms.Room(room)
+	eventually(t, 10*time.Second, "studio publishes", func() bool {
+		p := r.Participant("studio")
+		return p != nil && len(p.Info().Tracks) == 1
+	})
+	viewer, kinds := startWHEPViewer(t, n, token(t, room, "fan", nil), "studio")
+	eventually(t, 10*time.Second, "the viewer receives video", func() bool { return kinds.count("video") > 20 })
+	if status, _, _ := pub.request(http.MethodDelete, "", "", nil); status != http.StatusOK {
+		t.Fatalf("DELETE the broadcast: %d", status)
+	}
+	eventually(t, 5*time.Second, "the viewer's session ends", func() bool {
+		status, _, _ := viewer.request(http.MethodPatch, "a=mid:0\r\n", "application/trickle-ice-sdpfrag", nil)
+		return status == http.StatusNotFound
+	})
+	eventually(t, 5*time.Second, "the room empties", func() bool { return len(r.Participants()) == 0 })
 }

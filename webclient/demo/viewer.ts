@@ -50,10 +50,16 @@ async function watchWHEP(roomName: string): Promise<void> {
   $('waiting').hidden = true;
   $('live-badge').hidden = false;
   $('room-title').textContent = `${roomName} · ${who}`;
+  // The server ends the session when the broadcaster leaves: the
+  // connection then goes disconnected for good, or failed.
+  let gone: ReturnType<typeof setTimeout> | undefined;
   const state = () => {
-    $('conn-state').textContent = s.pc.connectionState;
-    $('conn-state').dataset.state = s.pc.connectionState;
-    if (s.pc.connectionState === 'failed') void stopWHEP(`Connection to ${who} failed`);
+    const st = s.pc.connectionState;
+    $('conn-state').textContent = st;
+    $('conn-state').dataset.state = st;
+    clearTimeout(gone);
+    if (st === 'failed') void stopWHEP(`The broadcast of ${who} ended or its connection failed`);
+    if (st === 'disconnected') gone = setTimeout(() => void stopWHEP(`The broadcast of ${who} ended`), 3000);
   };
   s.pc.addEventListener('connectionstatechange', state);
   state();

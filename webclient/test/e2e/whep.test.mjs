@@ -3,9 +3,9 @@
 // camera and microphone as identity `studio`; the viewer page, opened at
 // /viewer?mode=whep&participant=studio, POSTs its offer to /whep, decodes
 // the video (framesDecoded rising) and receives the audio; its Leave
-// button DELETEs the session (200) and the viewer leaves the room. A
-// viewer of an identity that is not in the room shows the server's 404
-// reason.
+// button DELETEs the session (200) and the viewer leaves the room. When
+// a broadcaster leaves, its viewers are told. A viewer of an identity
+// that is not in the room shows the server's 404 reason.
 //
 // Run: cd webclient && node --test --test-concurrency=1 test/e2e/whep.test.mjs
 
@@ -94,6 +94,23 @@ describe('WHEP playback in the broadcast viewer page', () => {
       err.message += `\n--- viewer console:\n${viewer.consoleLines.slice(-20).join('\n')}\n--- fanout log:\n${logTail()}`;
       throw err;
     }
+  });
+
+  it('tells the viewer when the broadcaster leaves', async () => {
+    const studio = await open('studio2', `/?room=${ROOM}&name=Studio2&identity=studio2&autojoin=1`);
+    await studio.page.locator('[data-testid=connection-state][data-state=connected]').waitFor();
+    const viewer = await open('viewer2', `/viewer?room=${ROOM}&participant=studio2&mode=whep`);
+    await waitFor(async () => {
+      if (await viewer.page.locator('[data-testid=whep-video]').isVisible()) return true;
+      await viewer.page.click('[data-testid=viewer-submit]');
+      return false;
+    }, { timeout: 20_000, interval: 2_500, what: 'the viewer plays studio2' });
+    await waitFor(async () => (await inbound(viewer)).video?.frames > 0, { timeout: 15_000, what: 'decoded video' });
+    await studio.page.click('[data-testid=leave]');
+    const text = await waitFor(async () => (await viewer.page.locator('[data-testid=viewer-error]').textContent()) || false,
+      { timeout: 15_000, what: 'the viewer notices the end of the broadcast' });
+    assert.match(text, /broadcast of studio2 ended/);
+    assert.ok(await viewer.page.locator('[data-testid=viewer-join]').isVisible(), 'the form is back');
   });
 
   it('shows the server reason for a participant who is not there', async () => {
