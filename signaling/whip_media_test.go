@@ -273,3 +273,48 @@ func TestWHEPEndsWithBroadcaster(t *testing.T) {
 	})
 	eventually(t, 5*time.Second, "the room empties", func() bool { return len(r.Participants()) == 0 })
 }
+
+// TestWHIPCodecs publishes VP9 and AV1 over WHIP (VP8 and H.264 have tests
+// of their own): a subscriber receives each in its codec.
+func TestWHIPCodecs(t *testing.T) {
+	checkLeaks(t)
+	n := startNode(t, nodeOptions{})
+	for _, c := range []struct {
+		capability webrtc.RTPCodecCapability
+		key, inter byte // first payload byte of a keyframe and of another frame
+	}{
+		{webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000, SDPFmtpLine: "profile-id=0"}, 0x0c, 0x4c}, // B, E (+ P)
+		{webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeAV1, ClockRate: 90000}, 0x18, 0x10},                             // W=1 (+ N)
+	} {
+		t.Run(c.capability.MimeType, func(t *testing.T) {
+			room := "whip-" + strings.ReplaceAll(c.capability.MimeType, "/", "-")
+			bob := n.join(t, room, "bob", client.Options{})
+			received := newPacketCounter(func(tr *webrtc.TrackRemote) string { return strings.ToLower(tr.Codec().MimeType) })
+			bob.OnTrack(received.onTrack)
+			track, err := webrtc.NewTrackLocalStaticRTP(c.capability, "v", "s")
+			if err != nil {
+				t.Fatal(err)
+			}
+			pub := newHTTPPeer(t, n, whipToken(t, room, "encoder"))
+			if _, err := pub.pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+				t.Fatal(err)
+			}
+			if status, body := pub.negotiate("/whip"); status != http.StatusCreated {
+				t.Fatalf("POST /whip: %d %s", status, body)
+			}
+			seq, ts := uint16(1), uint32(0)
+			everyFrame(t, func(frame int) error {
+				payload := make([]byte, 300)
+				payload[0] = c.inter
+				if frame%10 == 0 {
+					payload[0] = c.key
+				}
+				seq++
+				ts += 1800
+				return track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts, Marker: true}, Payload: payload})
+			})
+			mime := strings.ToLower(c.capability.MimeType)
+			eventually(t, 10*time.Second, "bob receives "+mime, func() bool { return received.count(mime) > 30 })
+		})
+	}
+}
