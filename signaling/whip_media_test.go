@@ -284,7 +284,7 @@ func TestWHIPCodecs(t *testing.T) {
 		key, inter byte // first payload byte of a keyframe and of another frame
 	}{
 		{webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000, SDPFmtpLine: "profile-id=0"}, 0x0c, 0x4c}, // B, E (+ P)
-		{webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeAV1, ClockRate: 90000}, 0x18, 0x10},                             // W=1 (+ N)
+		{webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeAV1, ClockRate: 90000}, 0x18, 0x10},                              // W=1 (+ N)
 	} {
 		t.Run(c.capability.MimeType, func(t *testing.T) {
 			room := "whip-" + strings.ReplaceAll(c.capability.MimeType, "/", "-")
