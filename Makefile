@@ -42,6 +42,7 @@ bench:
 
 fuzz:
 	$(GO) test -run xxx -fuzz FuzzSignalRequest -fuzztime 30s ./signaling/
+	$(GO) test -run xxx -fuzz FuzzParseSDPFrag -fuzztime 30s ./signaling/
 	$(GO) test -run xxx -fuzz FuzzUpTrackForward -fuzztime 30s ./sfu/
 	$(GO) test -run xxx -fuzz FuzzDownTrackRTCP -fuzztime 30s ./sfu/
 	$(GO) test -run xxx -fuzz FuzzKeyframe -fuzztime 30s ./simulcast/

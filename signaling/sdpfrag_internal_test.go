@@ -48,3 +48,17 @@ func TestICEServerLinks(t *testing.T) {
 		t.Errorf("links %q, want %q", got, want)
 	}
 }
+
+// FuzzParseSDPFrag: any PATCH body parses or is refused, never panics, and
+// what parses stays within the candidate bound.
+func FuzzParseSDPFrag(f *testing.F) {
+	f.Add("a=ice-ufrag:u\r\na=ice-pwd:p\r\nm=audio 9 RTP/AVP 0\r\na=mid:0\r\na=candidate:1 1 udp 1 10.0.0.1 5000 typ host\r\n")
+	f.Add("a=end-of-candidates\n")
+	f.Add("=\n==\na\n")
+	f.Fuzz(func(t *testing.T, body string) {
+		frag, err := parseSDPFrag(body)
+		if err == nil && len(frag.candidates) > maxFragCandidates {
+			t.Fatalf("%d candidates", len(frag.candidates))
+		}
+	})
+}
