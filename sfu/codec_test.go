@@ -20,7 +20,8 @@ func TestSubscriberCodecH264Profiles(t *testing.T) {
 		{"packetization-mode=1;profile-level-id=42001f", "42001f"}, // baseline
 		{"packetization-mode=1;profile-level-id=4d0032", "4d001f"}, // main, another level
 		{"packetization-mode=1;profile-level-id=640c34", "640c1f"}, // constrained high
-		{"packetization-mode=1;profile-level-id=640028", ""},       // high: not offered to subscribers
+		{"packetization-mode=1;profile-level-id=640028", "64001f"}, // high, another level
+		{"packetization-mode=1;profile-level-id=6e001f", ""},       // high 10: not offered to subscribers
 		{"packetization-mode=0;profile-level-id=42e01f", ""},       // single NAL mode
 		{"packetization-mode=1;profile-level-id=zz", ""},
 	} {

@@ -87,6 +87,8 @@ func supportedCodecs() []codecSpec {
 		video(webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", 104, 105),
 		video(webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=4d001f", 106, 107),
 		video(webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640c1f", 108, 109),
+		// High: OBS's and x264's default, decoded by every browser.
+		video(webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=64001f", 112, 113),
 		video(webrtc.MimeTypeAV1, "", 45, 46),
 	}
 }

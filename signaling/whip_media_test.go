@@ -274,8 +274,9 @@ func TestWHEPEndsWithBroadcaster(t *testing.T) {
 	eventually(t, 5*time.Second, "the room empties", func() bool { return len(r.Participants()) == 0 })
 }
 
-// TestWHIPCodecs publishes VP9 and AV1 over WHIP (VP8 and H.264 have tests
-// of their own): a subscriber receives each in its codec.
+// TestWHIPCodecs publishes VP9, H.264 High and AV1 over WHIP (VP8 and
+// H.264 Constrained Baseline have tests of their own): a subscriber
+// receives each in its codec.
 func TestWHIPCodecs(t *testing.T) {
 	checkLeaks(t)
 	n := startNode(t, nodeOptions{})
@@ -284,10 +285,15 @@ func TestWHIPCodecs(t *testing.T) {
 		key, inter byte // first payload byte of a keyframe and of another frame
 	}{
 		{webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000, SDPFmtpLine: "profile-id=0"}, 0x0c, 0x4c}, // B, E (+ P)
-		{webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeAV1, ClockRate: 90000}, 0x18, 0x10},                              // W=1 (+ N)
+		{webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, // High, as OBS sends by default
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=64001f"}, 0x65, 0x41}, // IDR, non-IDR slice
+		{webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeAV1, ClockRate: 90000}, 0x18, 0x10}, // W=1 (+ N)
 	} {
 		t.Run(c.capability.MimeType, func(t *testing.T) {
 			room := "whip-" + strings.ReplaceAll(c.capability.MimeType, "/", "-")
+			if strings.Contains(c.capability.SDPFmtpLine, "profile-level-id=64") {
+				room += "-high"
+			}
 			bob := n.join(t, room, "bob", client.Options{})
 			received := newPacketCounter(func(tr *webrtc.TrackRemote) string { return strings.ToLower(tr.Codec().MimeType) })
 			bob.OnTrack(received.onTrack)
