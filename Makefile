@@ -2,9 +2,10 @@
 GO ?= go
 # Debian packages the suite needs: Chromium for the browser tests; an
 # outside WHIP publisher (simple-whip-client with GStreamer's encoders and
-# ICE) and a C compiler for its libgupnp-igd stub, for the WHIP tests.
+# ICE) and a C compiler for its libgupnp-igd stub, for the WHIP tests;
+# ffprobe (ffmpeg) to check the HLS egress's output.
 APT_PACKAGES ?= chromium simple-whip-client gstreamer1.0-nice gstreamer1.0-plugins-base \
-	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gcc
+	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gcc ffmpeg
 
 .PHONY: dev test deps lint unit interop browser bench fuzz
 
@@ -48,6 +49,7 @@ fuzz:
 	$(GO) test -run xxx -fuzz FuzzKeyframe -fuzztime 30s ./simulcast/
 	$(GO) test -run xxx -fuzz FuzzREDPrimary -fuzztime 30s ./simulcast/
 	$(GO) test -run xxx -fuzz FuzzParseVP8 -fuzztime 30s ./simulcast/
+	$(GO) test -run xxx -fuzz FuzzH264Assembler -fuzztime 30s ./egress/
 
 # Rebuild the TypeScript SDK's demo pages into webclient/dist (committed and
 # embedded by the server, so plain `go build` needs no Node).
