@@ -146,8 +146,8 @@ func (e *HLS) Drops() uint64 { return e.drops.Load() }
 // unpublished it).
 func (e *HLS) Ended() <-chan struct{} { return e.ended }
 
-// Stop detaches the egress from its tracks and ends its goroutine and
-// output.
+// Stop detaches the egress from its tracks and ends its goroutine. The
+// playlist is finished (#EXT-X-ENDLIST) and stays served until Close.
 func (e *HLS) Stop() {
 	e.once.Do(func() {
 		e.p.Video.RemoveSink("EG|" + e.p.ID + "|video")
@@ -156,8 +156,14 @@ func (e *HLS) Stop() {
 		}
 		close(e.stop)
 		<-e.done
-		e.out.close()
+		e.out.finish()
 	})
+}
+
+// Close stops the egress if it runs and releases its output.
+func (e *HLS) Close() {
+	e.Stop()
+	e.out.close()
 }
 
 // sink is the egress's Sink on one track: it copies packets into the

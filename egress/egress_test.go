@@ -175,7 +175,7 @@ func TestHLSEgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e.Stop()
+	defer e.Close()
 	srv := httptest.NewServer(http.StripPrefix("/hls/EG_test", e))
 	defer srv.Close()
 	done := make(chan struct{})
@@ -213,6 +213,17 @@ func TestHLSEgress(t *testing.T) {
 	}
 	if e.Drops() != 0 {
 		t.Errorf("%d packets dropped", e.Drops())
+	}
+
+	// Stopped: the media playlist ends, even for a blocking reload.
+	e.Stop()
+	multi, _ := getText(t, srv.URL+"/hls/EG_test/index.m3u8")
+	media := srv.URL + "/hls/EG_test/" + lastURI(multi, "")
+	start := time.Now()
+	body, hdr := getText(t, media+"?_HLS_msn=9999&_HLS_part=0")
+	if !strings.HasSuffix(body, "#EXT-X-ENDLIST\n") || strings.Contains(body, "PRELOAD-HINT") ||
+		hdr.Get("Cache-Control") != immutableCache || time.Since(start) > time.Second {
+		t.Errorf("finished playlist (%v, Cache-Control %q):\n%s", time.Since(start), hdr.Get("Cache-Control"), body)
 	}
 }
 

@@ -3,7 +3,9 @@ package egress
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"path"
 	"strings"
 	"sync"
@@ -23,10 +25,18 @@ type hlsMuxer struct {
 	directory string
 	withAudio bool
 
-	mu    sync.Mutex
-	muxer *gohlslib.Muxer
-	video *gohlslib.Track
-	audio *gohlslib.Track
+	mu       sync.Mutex
+	muxer    *gohlslib.Muxer
+	video    *gohlslib.Track
+	audio    *gohlslib.Track
+	finished bool // no more media: playlists end with #EXT-X-ENDLIST
+}
+
+// finish marks the output complete.
+func (h *hlsMuxer) finish() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.finished = true
 }
 
 // start creates the muxer for an H.264 stream with these parameter sets
@@ -125,15 +135,20 @@ func (h *hlsMuxer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.mu.Lock()
-	m := h.muxer
+	m, finished := h.muxer, h.finished
 	h.mu.Unlock()
 	if m == nil {
 		hdr.Set("Cache-Control", "no-store")
 		http.Error(w, ErrNotStarted.Error(), http.StatusNotFound)
 		return
 	}
+	playlist := strings.HasSuffix(path.Base(r.URL.Path), ".m3u8")
+	if playlist && finished {
+		h.serveFinished(w, r, m)
+		return
+	}
 	cache := immutableCache
-	if strings.HasSuffix(path.Base(r.URL.Path), ".m3u8") {
+	if playlist {
 		cache = playlistCache
 		if r.URL.Query().Has("_HLS_msn") {
 			cache = blockingPlaylistCache
@@ -145,6 +160,35 @@ func (h *hlsMuxer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hdr.Set("Cache-Control", "no-store")
 		http.Error(w, "no such HLS file", http.StatusNotFound)
 	}
+}
+
+// serveFinished serves a playlist of a finished output: a media playlist
+// gets #EXT-X-ENDLIST and loses its preload hint, and a blocking reload is
+// answered at once (the part it waits for will never come).
+func (h *hlsMuxer) serveFinished(w http.ResponseWriter, r *http.Request, m *gohlslib.Muxer) {
+	r2 := r.Clone(r.Context())
+	r2.URL.RawQuery = ""
+	rec := httptest.NewRecorder()
+	m.Handle(rec, r2)
+	if rec.Code != http.StatusOK || rec.Body.Len() == 0 {
+		w.Header().Set("Cache-Control", "no-store")
+		http.Error(w, "no such HLS file", http.StatusNotFound)
+		return
+	}
+	body := rec.Body.String()
+	if strings.Contains(body, "#EXT-X-TARGETDURATION") {
+		var b strings.Builder
+		for _, line := range strings.SplitAfter(body, "\n") {
+			if !strings.HasPrefix(line, "#EXT-X-PRELOAD-HINT") && !strings.HasPrefix(line, "#EXT-X-ENDLIST") {
+				b.WriteString(line)
+			}
+		}
+		b.WriteString("#EXT-X-ENDLIST\n")
+		body = b.String()
+	}
+	w.Header().Set("Content-Type", rec.Header().Get("Content-Type"))
+	w.Header().Set("Cache-Control", immutableCache)
+	_, _ = io.WriteString(w, body)
 }
 
 // cacheWriter replaces the muxer's Cache-Control of successful responses

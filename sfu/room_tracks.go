@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/livekit"
+	"google.golang.org/protobuf/proto"
 )
 
 // Ping settings announced in the join response.
@@ -245,4 +246,18 @@ func (p *Participant) SetPermission(perm *livekit.ParticipantPermission) {
 		p.room.subscribeToExisting(p)
 	}
 	p.room.broadcastParticipant(p)
+}
+
+// PublishedTrack returns a track published in the room, to attach a sink
+// of another package (an egress), with a copy of its info and its
+// publisher's identity.
+func (r *Room) PublishedTrack(id livekit.TrackID) (Track, *livekit.TrackInfo, livekit.ParticipantIdentity, bool) {
+	p, t := r.findTrack(id)
+	if t == nil {
+		return nil, nil, "", false
+	}
+	p.pub.mu.Lock()
+	info := proto.Clone(t.info).(*livekit.TrackInfo)
+	p.pub.mu.Unlock()
+	return t.up, info, p.Identity(), true
 }
