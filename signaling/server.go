@@ -42,6 +42,7 @@ type Server struct {
 	p        ServerParams
 	upgrader websocket.Upgrader
 	sessions *httpSessions // WHIP and WHEP
+	egress   *egressService
 }
 
 // NewServer creates a signaling server.
@@ -55,13 +56,16 @@ func NewServer(p ServerParams) *Server {
 	if p.Logger == nil {
 		p.Logger = slog.Default()
 	}
-	return &Server{p: p, sessions: newHTTPSessions(), upgrader: websocket.Upgrader{
+	s := &Server{p: p, sessions: newHTTPSessions(), upgrader: websocket.Upgrader{
 		ReadBufferSize: 4096, WriteBufferSize: 4096,
 		CheckOrigin: func(*http.Request) bool { return true },
 	}}
+	s.egress = newEgressService(s)
+	return s
 }
 
-// Register adds the signaling, RoomService, WHIP and WHEP routes to mux.
+// Register adds the signaling, RoomService, WHIP, WHEP, Egress and HLS
+// routes to mux.
 func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("/rtc", s.handleRTC)
 	mux.HandleFunc("/rtc/validate", s.handleValidate)
@@ -72,6 +76,8 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("/whip/", s.handleResource("whip"))
 	mux.HandleFunc("/whep", s.handleWHEP)
 	mux.HandleFunc("/whep/", s.handleResource("whep"))
+	mux.Handle(livekit.EgressPathPrefix, withCORS(s.egress.handler()))
+	mux.HandleFunc("/hls/", s.egress.serveHLS)
 }
 
 // withCORS lets browser clients on other origins call the API.
