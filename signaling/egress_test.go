@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
@@ -101,6 +102,7 @@ func TestHLSEgressFromWHIP(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second) // a few segments
 	checkProbe(t, playlist)
+	checkDecodes(t, playlist, 10*time.Second)
 
 	if _, err := c.StopEgress(ctx, &livekit.StopEgressRequest{EgressId: info.EgressId}); err != nil {
 		t.Fatalf("StopEgress: %v", err)
@@ -155,6 +157,16 @@ func checkProbe(t *testing.T, url string) {
 	}
 	if got := strings.Join(codecs, ","); got != "h264,opus" && got != "opus,h264" {
 		t.Errorf("ffprobe found %s, want h264 and opus", got)
+	}
+}
+
+// checkDecodes decodes d of a live playlist with ffmpeg: no error at all.
+func checkDecodes(t *testing.T, url string, d time.Duration) {
+	t.Helper()
+	cmd := exec.Command("ffmpeg", "-v", "error", "-nostdin", "-i", url, "-t", fmt.Sprint(d.Seconds()), "-f", "null", "-")
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("decoding %v of %s: %v\n%s", d, url, err, out)
 	}
 }
 
