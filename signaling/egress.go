@@ -143,7 +143,10 @@ func (es *egressService) start(info *livekit.EgressInfo, roomName string, videoI
 	if room == nil {
 		return nil, twirp.NotFoundError(fmt.Sprintf("room %q does not exist", roomName))
 	}
-	info.EgressId, info.RoomId = sfu.NewID("EG_"), string(room.ID())
+	if info.EgressId == "" {
+		info.EgressId = sfu.NewID("EG_")
+	}
+	info.RoomId = string(room.ID())
 	info.Status, info.StartedAt, info.UpdatedAt = livekit.EgressStatus_EGRESS_STARTING, time.Now().UnixNano(), time.Now().UnixNano()
 	info.SegmentResults = []*livekit.SegmentsInfo{{PlaylistName: "index.m3u8", PlaylistLocation: "/hls/" + info.EgressId + "/index.m3u8"}}
 	rec := &egressRecord{info: info, stop: make(chan struct{})}
@@ -330,4 +333,57 @@ func (es *egressService) serveHLS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.StripPrefix("/hls/"+id, h).ServeHTTP(w, r)
+}
+
+// ingressWait bounds how long an automatic egress waits for a WHIP
+// broadcaster's tracks (a second kind comes within moments of the first).
+const (
+	ingressWait       = 20 * time.Second
+	ingressSecondKind = 2 * time.Second
+)
+
+// startForIngress gives a WHIP broadcaster an HLS egress (the
+// egress.hls_for_ingress setting) and returns its id at once: the egress
+// starts once the broadcaster's video is published (with its audio, if
+// any comes within ingressSecondKind).
+func (es *egressService) startForIngress(part *sfu.Participant) string {
+	id := sfu.NewID("EG_")
+	go func() {
+		video, audio := waitForTracks(part)
+		if video == "" {
+			es.s.p.Logger.Info("no video from the broadcaster: no HLS egress", "egress", id, "identity", part.Identity())
+			return
+		}
+		room := part.Room()
+		req := &livekit.ParticipantEgressRequest{RoomName: string(room.Name()), Identity: string(part.Identity()),
+			SegmentOutputs: []*livekit.SegmentedFileOutput{{Protocol: livekit.SegmentedFileProtocol_HLS_FMP4_PROTOCOL}}}
+		info := &livekit.EgressInfo{EgressId: id, RoomName: req.RoomName, SourceType: livekit.EgressSourceType_EGRESS_SOURCE_TYPE_SDK,
+			Request: &livekit.EgressInfo_Participant{Participant: req}}
+		if _, err := es.start(info, req.RoomName, video, audio); err != nil {
+			es.s.p.Logger.Info("HLS egress for the broadcaster not started", "egress", id, "err", err)
+		}
+	}()
+	return id
+}
+
+// waitForTracks waits for a participant's camera (or any video) and
+// microphone (or any audio).
+func waitForTracks(part *sfu.Participant) (video, audio livekit.TrackID) {
+	deadline := time.Now().Add(ingressWait)
+	var videoAt time.Time
+	for !part.Closed() && time.Now().Before(deadline) {
+		for _, t := range part.Info().Tracks {
+			switch {
+			case t.Type == livekit.TrackType_VIDEO && video == "":
+				video, videoAt = livekit.TrackID(t.Sid), time.Now()
+			case t.Type == livekit.TrackType_AUDIO && audio == "":
+				audio = livekit.TrackID(t.Sid)
+			}
+		}
+		if video != "" && (audio != "" || time.Since(videoAt) > ingressSecondKind) {
+			return video, audio
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return video, audio
 }

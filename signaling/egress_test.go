@@ -16,6 +16,7 @@ import (
 	"github.com/livekit/protocol/auth"
 	"github.com/livekit/protocol/livekit"
 	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
 	"github.com/twitchtv/twirp"
 )
 
@@ -207,4 +208,57 @@ func TestHLSEgressRefusesVP8(t *testing.T) {
 	if _, err := noRecord.ListEgress(plainCtx, &livekit.ListEgressRequest{}); !errors.As(err, &terr) || terr.Code() != twirp.PermissionDenied {
 		t.Errorf("ListEgress without roomRecord: %v, want PermissionDenied", err)
 	}
+}
+
+// TestHLSForIngress: with egress.hls_for_ingress, a WHIP broadcaster's
+// response links an HLS playlist of its H.264 video, which appears once
+// the video flows.
+func TestHLSForIngress(t *testing.T) {
+	checkLeaks(t)
+	n := startNode(t, nodeOptions{hlsForIngress: true})
+	const room = "hls-ingress"
+	frames, err := loadMediaFile("h264", simFileLayers[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}, "v", "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := newHTTPPeer(t, n, whipToken(t, room, "encoder"))
+	if _, err := pub.pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := pub.pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	<-webrtc.GatheringCompletePromise(pub.pc)
+	status, answer, hdr := doHTTP(t, http.MethodPost, n.http.URL+"/whip", pub.token, "application/sdp", pub.pc.LocalDescription().SDP, nil)
+	if status != http.StatusCreated {
+		t.Fatalf("POST /whip: %d %s", status, answer)
+	}
+	if err := pub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	var playlist string
+	for _, l := range hdr.Values("Link") {
+		if strings.Contains(l, `type="application/vnd.apple.mpegurl"`) {
+			playlist = strings.TrimPrefix(l[:strings.Index(l, ">")], "<")
+		}
+	}
+	if !strings.HasPrefix(playlist, "/hls/EG_") {
+		t.Fatalf("no HLS playlist link in %q", hdr.Values("Link"))
+	}
+	everyFrame(t, func(frame int) error {
+		if frame%2 == 1 { // 20 fps
+			return nil
+		}
+		return track.WriteSample(media.Sample{Data: frames[(frame/2)%len(frames)].data, Duration: 50 * time.Millisecond})
+	})
+	eventually(t, 10*time.Second, "the linked playlist", func() bool { s, _ := fetch(t, n.http.URL+playlist); return s == http.StatusOK })
 }

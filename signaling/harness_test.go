@@ -50,6 +50,8 @@ type nodeOptions struct {
 	allInterfaces bool
 	// connectTimeout of WHIP and WHEP sessions (0: the default).
 	connectTimeout time.Duration
+	// hlsForIngress gives WHIP broadcasters an HLS egress.
+	hlsForIngress bool
 }
 
 func startNode(t *testing.T, opts nodeOptions) *node {
@@ -84,7 +86,7 @@ func startNode(t *testing.T, opts nodeOptions) *node {
 	mux := http.NewServeMux()
 	signaling.NewServer(signaling.ServerParams{
 		Rooms: rooms, Keys: signaling.StaticKeys(map[string]string{testKey: testSecret}), Logger: log,
-		ConnectTimeout: opts.connectTimeout,
+		ConnectTimeout: opts.connectTimeout, HLSForIngress: opts.hlsForIngress,
 	}).Register(mux)
 	srv := httptest.NewServer(mux)
 	n := &node{t: t, transport: tr, rooms: rooms, http: srv, wsURL: "ws" + strings.TrimPrefix(srv.URL, "http")}

@@ -31,6 +31,9 @@ type ServerParams struct {
 	PingTimeout  time.Duration
 	// ICEServers are announced to WHIP and WHEP clients in Link headers.
 	ICEServers []*livekit.ICEServer
+	// HLSForIngress gives every WHIP broadcaster an HLS egress, linked
+	// from the WHIP response (the egress.hls_for_ingress setting).
+	HLSForIngress bool
 	// ConnectTimeout: a WHIP or WHEP session whose connection is not up
 	// this long after its answer ends (default sfu.DefaultConnectTimeout).
 	ConnectTimeout time.Duration

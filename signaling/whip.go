@@ -34,7 +34,12 @@ func (s *Server) handleWHIP(w http.ResponseWriter, r *http.Request) {
 	params := participantParams(grants, false, 0, sess)
 	params.Kind, params.Offerless, params.ConnectTimeout = livekit.ParticipantInfo_INGRESS, true, s.p.ConnectTimeout
 	s.join(w, r, room, sess, params, func(ctx context.Context, p *sfu.Participant) (string, error) {
-		return p.AnswerPublish(ctx, offer)
+		answer, err := p.AnswerPublish(ctx, offer)
+		if err == nil && s.p.HLSForIngress {
+			id := s.egress.startForIngress(p)
+			w.Header().Add("Link", `</hls/`+id+`/index.m3u8>; rel="alternate"; type="application/vnd.apple.mpegurl"`)
+		}
+		return answer, err
 	})
 }
 

@@ -76,9 +76,15 @@ type Config struct {
 	Region   string            `yaml:"region"`    // region label of this node, for multi-node setups
 	LogLevel string            `yaml:"log_level"` // debug|info|warn|error, default info (debug with --dev)
 	Room     RoomConfig        `yaml:"room"`
+	Egress   EgressConfig      `yaml:"egress"`
 	// ICEServers are STUN/TURN servers handed to clients: in join
 	// responses, and in WHIP and WHEP responses' Link headers.
 	ICEServers []ICEServerConfig `yaml:"ice_servers"`
+}
+
+// EgressConfig holds the HLS egress settings.
+type EgressConfig struct {
+	HLSForIngress bool `yaml:"hls_for_ingress"` // every WHIP broadcaster gets an HLS egress, linked from the WHIP response
 }
 
 // ICEServerConfig is one STUN or TURN server.

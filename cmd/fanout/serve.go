@@ -58,6 +58,7 @@ func serve(cfg *Config) error {
 	mux := http.NewServeMux()
 	signaling.NewServer(signaling.ServerParams{
 		Rooms: rooms, Keys: signaling.StaticKeys(cfg.Keys), ICEServers: cfg.iceServers(), Logger: log,
+		HLSForIngress: cfg.Egress.HLSForIngress,
 	}).Register(mux)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	registerWeb(mux, cfg)
