@@ -22,6 +22,7 @@ type tokenOptions struct {
 	publishData          rawValue // "" = follow --publish, like LiveKit's unset grant
 	canPublishData       bool     // the resolved --publish-data
 	admin                bool
+	record               bool
 	validFor             time.Duration
 	key, secret          string
 	configPath, keys     string
@@ -55,6 +56,7 @@ func runToken(args []string, getenv func(string) string, stdout io.Writer) error
 			RoomJoin:       true,
 			Room:           opts.room,
 			RoomAdmin:      opts.admin,
+			RoomRecord:     opts.record,
 			CanPublish:     &canPublish,
 			CanSubscribe:   &canSubscribe,
 			CanPublishData: &canPublishData,
@@ -81,6 +83,7 @@ func parseTokenFlags(args []string) (*tokenOptions, error) {
 	o.publishData.isBool = true
 	fs.Var(&o.publishData, "publish-data", "may publish data messages (default: same as --publish)")
 	fs.BoolVar(&o.admin, "admin", false, "room admin grant")
+	fs.BoolVar(&o.record, "record", false, "roomRecord grant: start and stop egresses (HLS)")
 	fs.DurationVar(&o.validFor, "valid-for", defaultTokenValidity, "token lifetime")
 	fs.StringVar(&o.key, "key", "", "API key to sign with (default: the configured key)")
 	fs.StringVar(&o.secret, "secret", "", "API secret to sign with (default: the configured secret of --key)")

@@ -18,22 +18,72 @@ let room: Room | undefined;
 let whep: WHEPSession | undefined;
 let soundOn = false;
 
-/** mode is the form's choice: the room connection or WHEP. */
-function mode(): 'room' | 'whep' {
-  return form.querySelector<HTMLInputElement>('input[name="mode"]:checked')?.value === 'whep' ? 'whep' : 'room';
+const hlsInput = $<HTMLInputElement>('hls-url');
+
+/** mode is the form's choice: the room connection, WHEP or HLS. */
+function mode(): 'room' | 'whep' | 'hls' {
+  const v = form.querySelector<HTMLInputElement>('input[name="mode"]:checked')?.value;
+  return v === 'whep' || v === 'hls' ? v : 'room';
 }
 
 function showMode(): void {
-  const w = mode() === 'whep';
-  $('participant-label').hidden = !w;
-  participantInput.required = w;
+  const m = mode();
+  $('participant-label').hidden = m !== 'whep';
+  participantInput.required = m === 'whep';
+  $('hls-label').hidden = m !== 'hls';
+  hlsInput.required = m === 'hls';
+  roomInput.required = m !== 'hls';
 }
 
-/** Test hooks: the WHEP session and the status of its DELETE. */
+/** Test hooks: the WHEP session and the status of its DELETE; the hls.js player. */
 declare global {
   interface Window {
     __whep?: { session?: WHEPSession; deleteStatus?: number };
+    __hls?: { latency: number; destroy(): void };
   }
+}
+
+/**
+ * watchHLS plays an HLS playlist in the page's video element: with hls.js
+ * in low-latency mode (loaded on demand, it is large), or natively where
+ * the browser plays HLS itself.
+ */
+async function watchHLS(url: string): Promise<void> {
+  if (!whepVideo.canPlayType('application/vnd.apple.mpegurl') || window.MediaSource) {
+    const { default: Hls } = await import('hls.js');
+    if (!Hls.isSupported()) throw new Error('This browser cannot play HLS');
+    const hls = new Hls({ lowLatencyMode: true, backBufferLength: 30 });
+    hls.on(Hls.Events.ERROR, (_e, data) => {
+      if (data.fatal) errorEl.textContent = `HLS: ${data.type} ${data.details}`;
+    });
+    hls.loadSource(url);
+    hls.attachMedia(whepVideo);
+    window.__hls = hls;
+  } else {
+    whepVideo.src = url;
+  }
+  whepVideo.hidden = false;
+  $('grid').hidden = true;
+  $('waiting').hidden = true;
+  $('live-badge').hidden = false;
+  $('room-title').textContent = 'HLS';
+  $('conn-state').textContent = 'playing';
+  $('conn-state').dataset.state = 'connected';
+  $('viewer-join').hidden = true;
+  $('viewer-stage').hidden = false;
+  await whepVideo.play().catch(() => undefined);
+}
+
+/** stopHLS ends HLS playback and shows the form again. */
+function stopHLS(): void {
+  if (!window.__hls && !whepVideo.src) return;
+  window.__hls?.destroy();
+  window.__hls = undefined;
+  whepVideo.removeAttribute('src');
+  whepVideo.hidden = true;
+  $('grid').hidden = false;
+  $('viewer-join').hidden = false;
+  $('viewer-stage').hidden = true;
 }
 
 /** watchWHEP plays one participant over WHEP in the page's video element. */
@@ -108,12 +158,13 @@ function applySound(): void {
 
 async function watch(): Promise<void> {
   const roomName = roomInput.value.trim();
-  if (!roomName) return;
+  if (!roomName && mode() !== 'hls') return;
   watchBtn.disabled = true;
   errorEl.textContent = '';
-  if (mode() === 'whep') {
+  if (mode() !== 'room') {
     try {
-      await watchWHEP(roomName);
+      if (mode() === 'hls') await watchHLS(hlsInput.value.trim());
+      else await watchWHEP(roomName);
     } catch (err) {
       errorEl.textContent = err instanceof Error ? err.message : String(err);
     } finally {
@@ -188,6 +239,7 @@ soundBtn.addEventListener('click', () => {
 $('btn-stop').addEventListener('click', () => {
   void room?.leave();
   void stopWHEP();
+  stopHLS();
 });
 for (const r of form.querySelectorAll<HTMLInputElement>('input[name="mode"]')) r.addEventListener('change', showMode);
 
@@ -197,7 +249,9 @@ function init(): void {
   urlInput.value = params.get('url') ?? defaultServerURL();
   if (params.get('token')) $<HTMLDetailsElement>('token-details').open = true;
   participantInput.value = params.get('participant') ?? '';
-  if (params.get('mode') === 'whep') form.querySelector<HTMLInputElement>('input[value="whep"]')!.checked = true;
+  hlsInput.value = params.get('hls') ?? '';
+  const m = params.get('mode');
+  if (m === 'whep' || m === 'hls') form.querySelector<HTMLInputElement>(`input[value="${m}"]`)!.checked = true;
   showMode();
   form.dataset.ready = 'true';
   if (params.get('autojoin') === '1') void watch();

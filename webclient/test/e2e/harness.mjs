@@ -252,7 +252,7 @@ export function buildFanout() {
  * 127.0.0.1 (a port free there is almost always free on a local address).
  *
  * Returns {url, wsUrl, port, udpPort, tcpPort, logPath, bin, pid, stop(), token(room, identity, opts)}.
- * token opts: {name, publish, subscribe, publishData, admin, validFor} map to
+ * token opts: {name, publish, subscribe, publishData, admin, record, validFor} map to
  * the `fanout token` flags of the same names (publishData -> --publish-data).
  */
 export async function startFanout(opts = {}) {
@@ -335,6 +335,7 @@ async function startFanoutOnce({ name = 'fanout', host = '127.0.0.1', args = [],
     flag('subscribe', 'subscribe');
     flag('publishData', 'publish-data');
     flag('admin', 'admin');
+    flag('record', 'record');
     flag('validFor', 'valid-for');
     const { stdout } = await withTimeout(execFileP(bin, targs, { env: cleanEnv }), 10_000, 'fanout token');
     return stdout.trim();

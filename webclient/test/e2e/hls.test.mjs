@@ -1,0 +1,109 @@
+// Acceptance (issue 7, point 2): the broadcast viewer plays a room's HLS
+// egress with hls.js in low-latency mode. A demo room page publishes its
+// fake camera as H.264 (no simulcast) and microphone as identity
+// `studio`; StartParticipantEgress (Twirp, JSON, a roomRecord token)
+// makes LL-HLS of it; the viewer page in HLS mode decodes frames, and
+// hls.js's latency stays at or under 3 s.
+//
+// Run: cd webclient && node --test --test-concurrency=1 test/e2e/hls.test.mjs
+
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { captureConsole, launchChromium, screenshot, sleep, startFanout, teardown, waitFor } from './harness.mjs';
+
+const NAME = 'hls';
+const ROOM = `hls-e2e-${Date.now().toString(36)}`;
+/** Acceptance: hls.latency at or under this, in seconds. */
+const MAX_LATENCY_S = 3;
+
+let fanout;
+let browser;
+
+before(async () => {
+  [fanout, browser] = await Promise.all([startFanout({ name: NAME }), launchChromium()]);
+}, { timeout: 90_000 });
+
+after(teardown, { timeout: 60_000 });
+
+/** Opens a page of the fanout origin in a fresh context. */
+async function open(label, path) {
+  const context = await browser.newContext({ viewport: { width: 960, height: 600 } });
+  await context.grantPermissions(['camera', 'microphone'], { origin: fanout.url });
+  const page = await context.newPage();
+  page.setDefaultTimeout(15_000);
+  const consoleLines = captureConsole(page, `${NAME}-${label}`);
+  await page.goto(`${fanout.url}${path}`);
+  return { page, label, consoleLines };
+}
+
+/** Calls a Twirp method of livekit.Egress with JSON. */
+async function twirp(method, body, token) {
+  const res = await fetch(`${fanout.url}/twirp/livekit.Egress/${method}`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const json = await res.json();
+  if (!res.ok) throw new Error(`${method}: ${res.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+/** The viewer's playback figures. */
+function playback(viewer) {
+  return viewer.page.evaluate(() => {
+    const v = document.querySelector('[data-testid=whep-video]');
+    const q = v?.getVideoPlaybackQuality?.();
+    return { frames: q?.totalVideoFrames ?? 0, time: v?.currentTime ?? 0, width: v?.videoWidth ?? 0, latency: window.__hls?.latency ?? null };
+  });
+}
+
+function logTail() {
+  try {
+    return readFileSync(fanout.logPath, 'utf8').trim().split('\n').slice(-25).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+describe('HLS egress in the broadcast viewer page', () => {
+  it('plays a participant\'s H.264 camera with hls.js at low latency', async () => {
+    const studio = await open('studio', `/?room=${ROOM}&name=Studio&identity=studio&codec=h264&simulcast=0&autojoin=1`);
+    let viewer;
+    try {
+      await studio.page.locator('[data-testid=connection-state][data-state=connected]').waitFor();
+      const token = await fanout.token(ROOM, 'recorder', { record: true });
+      const info = await waitFor(async () => {
+        try {
+          return await twirp('StartParticipantEgress', { room_name: ROOM, identity: 'studio', segment_outputs: [{ protocol: 'HLS_FMP4_PROTOCOL' }] }, token);
+        } catch (err) {
+          if (/publishes no camera/.test(err.message)) return false; // not published yet
+          throw err;
+        }
+      }, { timeout: 20_000, interval: 500, what: 'StartParticipantEgress' });
+      const playlist = `/hls/${info.egress_id ?? info.egressId}/index.m3u8`;
+      await waitFor(async () => (await fetch(fanout.url + playlist)).ok, { timeout: 15_000, what: 'the playlist' });
+      viewer = await open('viewer', `/viewer?mode=hls&hls=${encodeURIComponent(playlist)}&autojoin=1`);
+      const first = await waitFor(async () => {
+        const p = await playback(viewer);
+        return p.frames > 10 && p.latency !== null ? p : false;
+      }, { timeout: 30_000, what: 'frames decoded from HLS' });
+      const latencies = [];
+      for (let i = 0; i < 10; i++) {
+        await sleep(500);
+        latencies.push((await playback(viewer)).latency);
+      }
+      const last = await playback(viewer);
+      console.log(`# HLS viewer: ${JSON.stringify(first)} -> ${JSON.stringify(last)}; latency samples ${latencies.map((l) => l.toFixed(2)).join(' ')}`);
+      assert.ok(last.frames > first.frames && last.time > first.time, 'playback goes on');
+      assert.ok(last.width > 0, 'the video has a size');
+      const worst = Math.max(...latencies);
+      assert.ok(worst <= MAX_LATENCY_S, `hls.latency ${worst.toFixed(2)} s, want at most ${MAX_LATENCY_S} s`);
+      await screenshot(viewer.page, NAME, 'viewer-playing');
+    } catch (err) {
+      for (const p of [studio, viewer].filter(Boolean)) await screenshot(p.page, NAME, `FAILED-${p.label}`).catch(() => {});
+      err.message += `\n--- viewer console:\n${(viewer?.consoleLines ?? []).slice(-20).join('\n')}\n--- fanout log:\n${logTail()}`;
+      throw err;
+    }
+  });
+});
