@@ -3,9 +3,10 @@ GO ?= go
 # Debian packages the suite needs: Chromium for the browser tests; an
 # outside WHIP publisher (simple-whip-client with GStreamer's encoders and
 # ICE) and a C compiler for its libgupnp-igd stub, for the WHIP tests;
-# ffprobe (ffmpeg) to check the HLS egress's output.
+# ffprobe (ffmpeg) to check the HLS egress's output, and nginx as the
+# caching proxy in front of it.
 APT_PACKAGES ?= chromium simple-whip-client gstreamer1.0-nice gstreamer1.0-plugins-base \
-	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gcc ffmpeg
+	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gcc ffmpeg nginx
 
 .PHONY: dev test deps lint unit interop browser bench fuzz
 
