@@ -8,7 +8,7 @@ GO ?= go
 APT_PACKAGES ?= chromium simple-whip-client gstreamer1.0-nice gstreamer1.0-plugins-base \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gcc ffmpeg nginx
 
-.PHONY: dev test deps lint unit interop browser bench fuzz
+.PHONY: dev test deps lint unit interop browser bench bench-hls fuzz
 
 # Start a single node with the embedded defaults (API key devkey / secret).
 dev:
@@ -41,6 +41,11 @@ browser:
 
 bench:
 	$(GO) test -run xxx -bench . -benchmem ./sfu/ ./simulcast/
+	$(GO) test -run xxx -bench JitterBuffer -benchmem ./egress/
+
+# 1,000 LL-HLS viewers against one egress for 10 s (BENCHMARKS.md).
+bench-hls:
+	$(GO) test -run xxx -bench HLSViewers -benchtime 1x ./egress/
 
 fuzz:
 	$(GO) test -run xxx -fuzz FuzzSignalRequest -fuzztime 30s ./signaling/

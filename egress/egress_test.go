@@ -115,7 +115,7 @@ func packetize(au [][]byte) [][]byte {
 }
 
 // feed sends the H.264 clip (20 fps, looped) and 20 ms Opus silence for d.
-func feed(t *testing.T, video, audio *fakeTrack, d time.Duration) {
+func feed(t testing.TB, video, audio *fakeTrack, d time.Duration) {
 	data, err := os.ReadFile("../signaling/testdata/simulcast/h264_640x360.h264")
 	if err != nil {
 		t.Fatal(err)
