@@ -35,9 +35,9 @@ func nextPart(playlist string) (msn, part int, ok bool) {
 
 // viewerStats gathers the response times of the load's viewers.
 type viewerStats struct {
-	mu        sync.Mutex
-	blocking  []time.Duration // playlist reloads blocking for the next part
-	parts     []time.Duration
+	mu       sync.Mutex
+	blocking []time.Duration // playlist reloads blocking for the next part
+	parts    []time.Duration
 	errors   int
 	firstErr string
 }
