@@ -66,6 +66,10 @@ type HLS struct {
 	layer      int8
 	lastKeyReq time.Time
 	pkt        rtp.Packet
+	firstKey   time.Time // the first keyframe, while sender reports are awaited
+	srSync     bool      // the streams are aligned by sender reports
+	startNTP   uint64    // the NTP instant of the muxer's pts 0, with srSync
+	held       []heldAudio
 }
 
 // input is one packet copied off a track's reader goroutine.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -52,6 +53,15 @@ func (f *fakeTrack) RequestKeyframe(int8)                        { f.keyReqs.Add
 func (f *fakeTrack) ReadCached(int8, uint16, []byte) (int, bool) { return 0, false }
 func (f *fakeTrack) AvailableLayers() simulcast.LayerMask        { return 1 }
 func (f *fakeTrack) TimestampDelta(int8, int8) (uint32, bool)    { return 0, false }
+
+// SenderReport maps the feed's first timestamps (12345 video, 999 audio)
+// to one NTP instant, as a publisher's sender reports would.
+func (f *fakeTrack) SenderReport(int8) (simulcast.SenderReport, bool) {
+	if f.kind == webrtc.RTPCodecTypeVideo {
+		return simulcast.SenderReport{NTP: 1000 << 32, RTP: 12345}, true
+	}
+	return simulcast.SenderReport{NTP: 1000 << 32, RTP: 999}, true
+}
 
 func (f *fakeTrack) AddSink(s sfu.Sink) {
 	f.mu.Lock()
@@ -202,14 +212,28 @@ func TestHLSEgress(t *testing.T) {
 	checkImmutable(t, srv.URL+"/hls/EG_test/")
 	streams := ffprobeStreams(t, srv.URL+"/hls/EG_test/index.m3u8")
 	var got []string
+	starts := map[string]float64{}
 	for _, s := range streams {
 		got = append(got, s["codec_name"].(string))
+		if v, ok := s["start_time"].(string); ok {
+			var f float64
+			_, _ = fmt.Sscanf(v, "%g", &f)
+			starts[s["codec_name"].(string)] = f
+		}
 		if s["codec_name"] == "h264" && (s["width"] != 640.0 || s["height"] != 360.0) {
 			t.Errorf("H.264 at %vx%v, want 640x360", s["width"], s["height"])
 		}
 	}
 	if strings.Join(got, ",") != "h264,opus" && strings.Join(got, ",") != "opus,h264" {
 		t.Errorf("ffprobe found %v, want h264 and opus", got)
+	}
+	// Audio and video sent at one instant start together (the sender
+	// reports say so). The egress gives both pts 0; ffprobe reports the
+	// fMP4 Opus track 40 ms late (the muxer's handling of the first audio
+	// part), so the bound is 50 ms: a misalignment by arrival or a lost
+	// anchor shows as far more.
+	if d := starts["h264"] - starts["opus"]; d > 0.05 || d < -0.05 {
+		t.Errorf("start times: video %.3f s, audio %.3f s", starts["h264"], starts["opus"])
 	}
 	if e.Drops() != 0 {
 		t.Errorf("%d packets dropped", e.Drops())

@@ -27,6 +27,9 @@ func (e *HLS) run() {
 			e.drain(&e.video, now)
 			e.drain(&e.audio, now)
 			e.followLayers()
+			if !e.out.started() && !e.firstKey.IsZero() {
+				e.askKeyframe(now) // the next keyframe may find the sender reports
+			}
 		}
 	}
 }
@@ -51,6 +54,11 @@ func (e *HLS) take(in *input) {
 		st.lastTS = uint32(in.buf[4])<<24 | uint32(in.buf[5])<<16 | uint32(in.buf[6])<<8 | uint32(in.buf[7])
 		st.extTS, st.base = int64(st.lastTS), int64(st.lastTS)
 		st.offset = int64(now.Sub(e.start)) * st.rate / int64(time.Second)
+		if in.audio {
+			e.anchorBySR(st, e.p.Audio, 0)
+		} else {
+			e.anchorBySR(st, e.p.Video, e.layer)
+		}
 	}
 	e.drain(st, now)
 }
@@ -70,11 +78,16 @@ func (e *HLS) drain(st *streamState, now time.Time) {
 		}
 		pts := st.pts(e.pkt.Timestamp)
 		if st == &e.audio {
-			e.writeAudio(pts, e.pkt.Payload)
+			switch {
+			case !e.out.started():
+				e.holdAudio(st.extTS, e.pkt.Payload)
+			case pts >= 0: // audio before the muxer's origin is dropped
+				e.writeAudio(pts, e.pkt.Payload)
+			}
 			continue
 		}
 		err := e.asm.Push(e.pkt.SequenceNumber, e.pkt.Timestamp, e.pkt.Marker, e.pkt.Payload, func(au AccessUnit) {
-			e.writeVideo(st.pts(au.TS), au)
+			e.writeVideo(au, now)
 		})
 		if err != nil {
 			e.log.Debug("H.264 payload refused", "err", err)
@@ -94,17 +107,28 @@ func (st *streamState) pts(ts uint32) int64 {
 	return st.offset + st.extTS - st.base
 }
 
-// writeVideo starts the muxer at the first keyframe and writes a unit.
-func (e *HLS) writeVideo(pts int64, au AccessUnit) {
+// writeVideo starts the muxer at a keyframe (once the streams can be
+// aligned, see syncStart) and writes a unit.
+func (e *HLS) writeVideo(au AccessUnit, now time.Time) {
 	if !e.out.started() {
 		if !au.IDR {
+			return
+		}
+		e.video.pts(au.TS)
+		if !e.syncStart(au.TS, now) {
+			e.lastKeyReq = time.Time{} // ask for another keyframe once the reports are in
 			return
 		}
 		if err := e.out.start(e.asm.SPS(), e.asm.PPS()); err != nil {
 			e.log.Warn("HLS output failed to start", "err", err)
 			return
 		}
-		e.log.Info("HLS output started")
+		e.log.Info("HLS output started", "aligned_by_sender_reports", e.srSync)
+		e.flushAudio()
+	}
+	pts := e.video.pts(au.TS)
+	if pts < 0 {
+		return
 	}
 	if err := e.out.writeVideo(time.Now(), pts, au.NALUs); err != nil && !errors.Is(err, ErrNotStarted) {
 		e.log.Debug("video not muxed", "err", err)
@@ -161,4 +185,34 @@ func isRED(t interface {
 	Codec() webrtc.RTPCodecParameters
 }) bool {
 	return strings.EqualFold(t.Codec().MimeType, "audio/red")
+}
+
+// maxHeldAudio bounds the audio kept while the muxer waits for its first
+// keyframe (2 s of 20 ms frames).
+const maxHeldAudio = 100
+
+// heldAudio is an audio packet that came before the muxer started.
+type heldAudio struct {
+	ext     int64 // unwrapped RTP timestamp
+	payload []byte
+}
+
+// holdAudio keeps an audio packet until the muxer starts: audio of the
+// instants just after the first keyframe may come before that keyframe's
+// last packet does.
+func (e *HLS) holdAudio(ext int64, payload []byte) {
+	if len(e.held) == maxHeldAudio {
+		e.held = append(e.held[:0], e.held[1:]...)
+	}
+	e.held = append(e.held, heldAudio{ext: ext, payload: append([]byte(nil), payload...)})
+}
+
+// flushAudio writes the held audio from the muxer's origin on.
+func (e *HLS) flushAudio() {
+	for _, h := range e.held {
+		if pts := h.ext - e.audio.base + e.audio.offset; pts >= 0 {
+			e.writeAudio(pts, h.payload)
+		}
+	}
+	e.held = nil
 }

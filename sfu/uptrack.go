@@ -550,3 +550,20 @@ func (t *UpTrack) finish() {
 	}
 	close(t.done)
 }
+
+// SenderReport returns the newest sender report of a layer: it maps the
+// layer's RTP timestamps to the publisher's NTP clock, which aligns
+// tracks (an egress keeps audio and video in sync with it).
+func (t *UpTrack) SenderReport(layer int8) (simulcast.SenderReport, bool) {
+	if layer < 0 || layer >= simulcast.MaxSpatial {
+		return simulcast.SenderReport{}, false
+	}
+	l := t.layers[layer].Load()
+	if l == nil {
+		return simulcast.SenderReport{}, false
+	}
+	if r := l.report.Load(); r != nil {
+		return *r, true
+	}
+	return simulcast.SenderReport{}, false
+}
