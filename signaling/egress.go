@@ -48,17 +48,7 @@ func newEgressService(s *Server) *egressService {
 
 // handler serves the Twirp API with the caller's grants in the context.
 func (es *egressService) handler() http.Handler {
-	twirpServer := livekit.NewEgressServer(es)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		grants, err := verifyToken(es.s.p.Keys, tokenFromRequest(r))
-		ctx := r.Context()
-		if err == nil {
-			ctx = context.WithValue(ctx, grantsKey{}, grants)
-		} else {
-			ctx = context.WithValue(ctx, grantsKey{}, err)
-		}
-		twirpServer.ServeHTTP(w, r.WithContext(ctx))
-	})
+	return es.s.withGrants(livekit.NewEgressServer(es))
 }
 
 // requireRecord checks the roomRecord grant.

@@ -20,7 +20,12 @@ type grantsKey struct{}
 // roomServiceHandler serves livekit.RoomService over Twirp; the token in the
 // Authorization header is verified before any method runs.
 func (s *Server) roomServiceHandler() http.Handler {
-	twirpServer := livekit.NewRoomServiceServer(&roomService{s: s})
+	return s.withGrants(livekit.NewRoomServiceServer(&roomService{s: s}))
+}
+
+// withGrants verifies the request's token and puts its grants, or the
+// error, in the context for a Twirp service's methods (grantsFrom).
+func (s *Server) withGrants(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		grants, err := verifyToken(s.p.Keys, tokenFromRequest(r))
 		ctx := r.Context()
@@ -29,7 +34,7 @@ func (s *Server) roomServiceHandler() http.Handler {
 		} else {
 			ctx = context.WithValue(ctx, grantsKey{}, err)
 		}
-		twirpServer.ServeHTTP(w, r.WithContext(ctx))
+		h.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 

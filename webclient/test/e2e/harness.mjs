@@ -10,7 +10,7 @@ import { spawn, execFile } from 'node:child_process';
 import { createServer } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import { createSocket } from 'node:dgram';
-import { createWriteStream, mkdirSync, mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname, extname, normalize, sep } from 'node:path';
@@ -483,4 +483,28 @@ export async function bundle(entry, outdir, { define = {} } = {}) {
     define,
   });
   return out;
+}
+
+/**
+ * Opens a page of a fanout node's origin (path) in a fresh browser context
+ * with camera and microphone allowed; console lines are kept for failure
+ * messages. Returns {page, label, consoleLines}.
+ */
+export async function openOriginPage(browser, fanout, test, label, path) {
+  const context = await browser.newContext({ viewport: { width: 960, height: 600 } });
+  await context.grantPermissions(['camera', 'microphone'], { origin: fanout.url });
+  const page = await context.newPage();
+  page.setDefaultTimeout(15_000);
+  const consoleLines = captureConsole(page, `${test}-${label}`);
+  await page.goto(`${fanout.url}${path}`);
+  return { page, label, consoleLines };
+}
+
+/** The last lines of a fanout node's log, for failure messages. */
+export function fanoutLogTail(fanout, lines = 30) {
+  try {
+    return readFileSync(fanout.logPath, 'utf8').trim().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
 }

@@ -9,8 +9,7 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { captureConsole, launchChromium, screenshot, sleep, startFanout, teardown, waitFor } from './harness.mjs';
+import { launchChromium, screenshot, sleep, startFanout, teardown, waitFor, fanoutLogTail, openOriginPage } from './harness.mjs';
 
 const NAME = 'hls';
 const ROOM = `hls-e2e-${Date.now().toString(36)}`;
@@ -27,15 +26,7 @@ before(async () => {
 after(teardown, { timeout: 60_000 });
 
 /** Opens a page of the fanout origin in a fresh context. */
-async function open(label, path) {
-  const context = await browser.newContext({ viewport: { width: 960, height: 600 } });
-  await context.grantPermissions(['camera', 'microphone'], { origin: fanout.url });
-  const page = await context.newPage();
-  page.setDefaultTimeout(15_000);
-  const consoleLines = captureConsole(page, `${NAME}-${label}`);
-  await page.goto(`${fanout.url}${path}`);
-  return { page, label, consoleLines };
-}
+const open = (label, path) => openOriginPage(browser, fanout, NAME, label, path);
 
 /** Calls a Twirp method of livekit.Egress with JSON. */
 async function twirp(method, body, token) {
@@ -58,13 +49,6 @@ function playback(viewer) {
   });
 }
 
-function logTail() {
-  try {
-    return readFileSync(fanout.logPath, 'utf8').trim().split('\n').slice(-25).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
 
 describe('HLS egress in the broadcast viewer page', () => {
   it('plays a participant\'s H.264 camera with hls.js at low latency', async () => {
@@ -102,7 +86,7 @@ describe('HLS egress in the broadcast viewer page', () => {
       await screenshot(viewer.page, NAME, 'viewer-playing');
     } catch (err) {
       for (const p of [studio, viewer].filter(Boolean)) await screenshot(p.page, NAME, `FAILED-${p.label}`).catch(() => {});
-      err.message += `\n--- viewer console:\n${(viewer?.consoleLines ?? []).slice(-20).join('\n')}\n--- fanout log:\n${logTail()}`;
+      err.message += `\n--- viewer console:\n${(viewer?.consoleLines ?? []).slice(-20).join('\n')}\n--- fanout log:\n${fanoutLogTail(fanout)}`;
       throw err;
     }
   });

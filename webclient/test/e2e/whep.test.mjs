@@ -11,8 +11,7 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { captureConsole, launchChromium, screenshot, sleep, startFanout, teardown, waitFor } from './harness.mjs';
+import { launchChromium, screenshot, sleep, startFanout, teardown, waitFor, fanoutLogTail, openOriginPage } from './harness.mjs';
 
 const NAME = 'whep';
 const ROOM = `whep-e2e-${Date.now().toString(36)}`;
@@ -27,15 +26,7 @@ before(async () => {
 after(teardown, { timeout: 60_000 });
 
 /** Opens a page of the fanout origin in a fresh context. */
-async function open(label, path) {
-  const context = await browser.newContext({ viewport: { width: 960, height: 600 } });
-  await context.grantPermissions(['camera', 'microphone'], { origin: fanout.url });
-  const page = await context.newPage();
-  page.setDefaultTimeout(15_000);
-  const consoleLines = captureConsole(page, `${NAME}-${label}`);
-  await page.goto(`${fanout.url}${path}`);
-  return { page, label, consoleLines };
-}
+const open = (label, path) => openOriginPage(browser, fanout, NAME, label, path);
 
 /** The viewer's inbound RTP stats by kind, from its WHEP peer connection. */
 function inbound(viewer) {
@@ -50,14 +41,6 @@ function inbound(viewer) {
   });
 }
 
-/** The fanout log's last lines, for failure messages. */
-function logTail() {
-  try {
-    return readFileSync(fanout.logPath, 'utf8').trim().split('\n').slice(-30).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
 
 describe('WHEP playback in the broadcast viewer page', () => {
   it('plays a participant published by another page, and DELETEs on leave', async () => {
@@ -91,7 +74,7 @@ describe('WHEP playback in the broadcast viewer page', () => {
       await waitFor(() => viewer.page.locator('[data-testid=viewer-join]').isVisible(), { what: 'the form again' });
     } catch (err) {
       for (const p of [studio, viewer]) await screenshot(p.page, NAME, `FAILED-${p.label}`).catch(() => {});
-      err.message += `\n--- viewer console:\n${viewer.consoleLines.slice(-20).join('\n')}\n--- fanout log:\n${logTail()}`;
+      err.message += `\n--- viewer console:\n${viewer.consoleLines.slice(-20).join('\n')}\n--- fanout log:\n${fanoutLogTail(fanout)}`;
       throw err;
     }
   });
