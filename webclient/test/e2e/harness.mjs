@@ -6,11 +6,11 @@
 // `teardown()` from an `after()` hook (or use `useHarness()`), and nothing is
 // left running even when a test fails or times out.
 
-import { spawn, execFile } from 'node:child_process';
+import { spawn, spawnSync, execFile } from 'node:child_process';
 import { createServer } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import { createSocket } from 'node:dgram';
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, existsSync, writeFileSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname, extname, normalize, sep } from 'node:path';
@@ -267,15 +267,19 @@ export async function startFanout(opts = {}) {
   }
 }
 
-async function startFanoutOnce({ name = 'fanout', host = '127.0.0.1', args = [], env = {}, timeout = 20_000 } = {}) {
+async function startFanoutOnce({ name = 'fanout', host = '127.0.0.1', allInterfaces = false, args = [], env = {}, timeout = 20_000 } = {}) {
   const bin = await buildFanout();
   const [port, tcpPort] = await freePorts('tcp', 2);
   const [udpPort] = await freePorts('udp', 1);
   const logPath = artifactPath(`${slug(name)}-fanout.log`);
   const log = createWriteStream(logPath);
+  // allInterfaces: media on every interface with their own addresses as
+  // candidates (outside clients such as whip-client gather no loopback
+  // candidates); HTTP is still reached at host.
+  const where = allInterfaces ? ['--bind', '0.0.0.0'] : ['--bind', host, '--node-ip', host];
   const fullArgs = [
-    '--dev', '--bind', host, '--port', String(port), '--udp-port', String(udpPort),
-    '--tcp-port', String(tcpPort), '--node-ip', host, ...args,
+    '--dev', ...where, '--port', String(port), '--udp-port', String(udpPort),
+    '--tcp-port', String(tcpPort), ...args,
   ];
   // FANOUT_* from the caller's environment would override nothing we pass
   // explicitly, but could add keys or a config file: drop them.
@@ -507,4 +511,52 @@ export function fanoutLogTail(fanout, lines = 30) {
   } catch {
     return '(no log)';
   }
+}
+
+/** A no-op libgupnp-igd, so that Debian's whip-client runs (see signaling/whipclient_test.go). */
+const GUPNP_STUB = `
+typedef unsigned long GType;
+void *gupnp_simple_igd_thread_new(void) { return 0; }
+GType gupnp_simple_igd_get_type(void) { return 0; }
+void gupnp_simple_igd_add_port(void *a, const char *p, unsigned e, const char *l, unsigned i, unsigned t, const char *d) {}
+void gupnp_simple_igd_remove_port_local(void *a, const char *p, const char *l, unsigned i) {}
+`;
+
+/** whip-client's pipelines: a live 640x360 H.264 test picture and an Opus tone. */
+export const WHIP_VIDEO = 'videotestsrc is-live=true ! video/x-raw,width=640,height=360,framerate=30/1 ! videoconvert ! queue ! ' +
+  'x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate=800 ! rtph264pay config-interval=-1 pt=96 ! queue ! ' +
+  'application/x-rtp,media=video,encoding-name=H264,payload=96';
+export const WHIP_AUDIO = 'audiotestsrc is-live=true ! audioconvert ! audioresample ! queue ! opusenc ! rtpopuspay pt=111 ! queue ! ' +
+  'application/x-rtp,media=audio,encoding-name=OPUS,payload=111';
+
+/**
+ * whipClientMissing says why Debian's whip-client cannot run here, or ''.
+ */
+export function whipClientMissing() {
+  for (const tool of ['whip-client', 'cc']) {
+    const r = spawnSync('sh', ['-c', `command -v ${tool}`]);
+    if (r.status !== 0) return `${tool} not installed (Debian packages simple-whip-client and gcc)`;
+  }
+  return '';
+}
+
+/**
+ * startWhipClient publishes whip-client's H.264 and Opus test sources to a
+ * WHIP URL with a token; it is killed at teardown.
+ */
+export function startWhipClient(url, token, name = 'whip-client') {
+  const dir = tempDir('fanout-gupnp-');
+  writeFileSync(join(dir, 'stub.c'), GUPNP_STUB);
+  const cc = spawnSync('cc', ['-shared', '-fPIC', '-Wl,-soname,libgupnp-igd-1.0.so.4', '-o', join(dir, 'libgupnp-igd-1.0.so.4'), join(dir, 'stub.c')]);
+  if (cc.status !== 0) throw new Error(`build the libgupnp-igd stub: ${cc.stderr}`);
+  const log = createWriteStream(artifactPath(`${slug(name)}.log`));
+  const child = spawn('whip-client', ['-u', url, '-t', token, '-V', WHIP_VIDEO, '-A', WHIP_AUDIO, '-o', '-l', '4'], {
+    env: { ...process.env, LD_LIBRARY_PATH: dir }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  liveChildren.add(child);
+  child.once('exit', () => liveChildren.delete(child));
+  onTeardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  return child;
 }
