@@ -191,7 +191,7 @@ func (es *egressService) watch(rec *egressRecord, h *egress.HLS) {
 	rec.setStatus(livekit.EgressStatus_EGRESS_STARTING, livekit.EgressStatus_EGRESS_ENDING)
 	h.Stop()
 	rec.end(livekit.EgressStatus_EGRESS_COMPLETE, "")
-	es.s.p.Logger.Info("egress complete", "egress", rec.snapshot().EgressId)
+	es.s.p.Logger.Info("egress complete", "egress", rec.snapshot().EgressId, "queue_drops", h.Drops())
 	time.AfterFunc(egressLinger, func() {
 		rec.mu.Lock()
 		rec.hls = nil

@@ -105,8 +105,8 @@ func TestHLSEgressFromWHIP(t *testing.T) {
 	checkProbe(t, playlist)
 	checkDecodes(t, playlist, 10*time.Second)
 
-	if _, err := c.StopEgress(ctx, &livekit.StopEgressRequest{EgressId: info.EgressId}); err != nil {
-		t.Fatalf("StopEgress: %v", err)
+	if stopped, err := c.StopEgress(ctx, &livekit.StopEgressRequest{EgressId: info.EgressId}); err != nil || stopped.Status != livekit.EgressStatus_EGRESS_ENDING {
+		t.Fatalf("StopEgress: %v %v, want ENDING", stopped, err)
 	}
 	eventually(t, 5*time.Second, "COMPLETE after StopEgress", func() bool {
 		return egressStatus(t, c, ctx, info.EgressId) == livekit.EgressStatus_EGRESS_COMPLETE
