@@ -2,7 +2,6 @@ package sfu
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -26,14 +25,14 @@ import (
 // answer carries all of the server's candidates (gathering is waited for,
 // bounded by ctx), so a client that does not trickle can connect.
 func (p *Participant) AnswerPublish(ctx context.Context, offer string) (string, error) {
-	sd, err := parseOffer(offer)
+	sd, err := parseSDP(offer)
 	if err != nil {
 		return "", err
 	}
 	var sent int
 	for _, md := range sd.MediaDescriptions {
-		kind := md.MediaName.Media
-		if (kind != "audio" && kind != "video") || rejected(md) || !sends(md) {
+		kind := avKind(md)
+		if kind == "" || !sends(md) {
 			continue
 		}
 		mid, _ := md.Attribute(sdp.AttrKeyMID)
@@ -59,7 +58,7 @@ func (p *Participant) AnswerPublish(ctx context.Context, offer string) (string, 
 // up to publishWait), then answers. Congestion control and
 // layer selection apply as for any subscriber.
 func (p *Participant) AnswerPlayback(ctx context.Context, offer string, from livekit.ParticipantIdentity) (string, error) {
-	sd, err := parseOffer(offer)
+	sd, err := parseSDP(offer)
 	if err != nil {
 		return "", err
 	}
@@ -71,8 +70,8 @@ func (p *Participant) AnswerPlayback(ctx context.Context, offer string, from liv
 	used := map[livekit.TrackID]bool{}
 	var chosen []livekit.TrackID
 	for _, md := range sd.MediaDescriptions {
-		kind := md.MediaName.Media
-		if (kind != "audio" && kind != "video") || rejected(md) || !receives(md) {
+		kind := avKind(md)
+		if kind == "" || !receives(md) {
 			continue
 		}
 		t := bestTrack(tracks, kind, used)
@@ -101,12 +100,12 @@ func (p *Participant) AnswerPlayback(ctx context.Context, offer string, from liv
 // would lack one for good (WHEP has no renegotiation).
 const publishWait = 2 * time.Second
 
-// receivedKinds counts the audio and video sections an offer receives on.
-func receivedKinds(sd *sdp.SessionDescription) map[string]int {
-	kinds := map[string]int{}
+// receivedKinds is the set of kinds an offer receives.
+func receivedKinds(sd *sdp.SessionDescription) map[string]bool {
+	kinds := map[string]bool{}
 	for _, md := range sd.MediaDescriptions {
-		if k := md.MediaName.Media; (k == "audio" || k == "video") && !rejected(md) && receives(md) {
-			kinds[k]++
+		if k := avKind(md); k != "" && receives(md) {
+			kinds[k] = true
 		}
 	}
 	return kinds
@@ -114,7 +113,7 @@ func receivedKinds(sd *sdp.SessionDescription) map[string]int {
 
 // awaitTracks returns what pub publishes once it has a track of each kind
 // wanted, or after publishWait (or when ctx ends) with what it has.
-func awaitTracks(ctx context.Context, pub *Participant, wanted map[string]int) []playable {
+func awaitTracks(ctx context.Context, pub *Participant, wanted map[string]bool) []playable {
 	deadline := time.Now().Add(publishWait)
 	for {
 		tracks := playableTracks(pub)
@@ -134,23 +133,18 @@ func awaitTracks(ctx context.Context, pub *Participant, wanted map[string]int) [
 	}
 }
 
-// parseOffer validates a client's offer.
-func parseOffer(offer string) (*sdp.SessionDescription, error) {
-	if err := validateSDP(offer); err != nil {
-		return nil, err
+// avKind is an audio or video section's kind, "" for other sections and
+// for one turned off (port 0 without bundle-only, which a bundled section
+// of an offer may carry instead).
+func avKind(md *sdp.MediaDescription) string {
+	kind := md.MediaName.Media
+	if kind != "audio" && kind != "video" {
+		return ""
 	}
-	var sd sdp.SessionDescription
-	if err := sd.UnmarshalString(offer); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
+	if _, bundled := md.Attribute("bundle-only"); md.MediaName.Port.Value == 0 && !bundled {
+		return ""
 	}
-	return &sd, nil
-}
-
-// rejected reports whether a section is turned off: port 0 without
-// bundle-only (which a bundled section of an offer may carry instead).
-func rejected(md *sdp.MediaDescription) bool {
-	_, bundled := md.Attribute("bundle-only")
-	return md.MediaName.Port.Value == 0 && !bundled
+	return kind
 }
 
 // direction is a section's direction attribute (sendrecv if none).
@@ -384,7 +378,7 @@ func (p *Participant) RestartICE(ctx context.Context, target livekit.SignalTarge
 	if err != nil {
 		return ICECredentials{}, err
 	}
-	return localCredentials(answer)
+	return ICECredentialsOf(answer)
 }
 
 // conn is the peer connection of a signal target.
@@ -405,8 +399,8 @@ func (p *Participant) AddICECandidate(target livekit.SignalTarget, candidate, mi
 	if err != nil {
 		return err
 	}
-	if !strings.HasPrefix(candidate, "candidate:") {
-		return fmt.Errorf("%w: %q does not start with candidate:", ErrBadCandidate, candidate)
+	if err := checkCandidate(candidate); err != nil {
+		return err
 	}
 	init := webrtc.ICECandidateInit{Candidate: candidate}
 	if mid != "" {
@@ -448,11 +442,12 @@ func withICECredentials(offer, ufrag, pwd string) (string, error) {
 	return string(out), nil
 }
 
-// localCredentials reads the ICE credentials and candidates of an answer.
-func localCredentials(answer string) (ICECredentials, error) {
+// ICECredentialsOf reads the ICE credentials and candidates of a
+// description (those of its bundle's first section).
+func ICECredentialsOf(desc string) (ICECredentials, error) {
 	var sd sdp.SessionDescription
-	if err := sd.UnmarshalString(answer); err != nil {
-		return ICECredentials{}, fmt.Errorf("parse own answer: %w", err)
+	if err := sd.UnmarshalString(desc); err != nil {
+		return ICECredentials{}, fmt.Errorf("%w: %v", ErrBadSDP, err)
 	}
 	var out ICECredentials
 	out.Ufrag, _ = sd.Attribute("ice-ufrag")
@@ -470,7 +465,7 @@ func localCredentials(answer string) (ICECredentials, error) {
 		}
 	}
 	if out.Ufrag == "" {
-		return out, errors.New("own answer has no ICE credentials")
+		return out, fmt.Errorf("%w: no ICE credentials", ErrBadSDP)
 	}
 	return out, nil
 }
@@ -486,7 +481,7 @@ func (p *Participant) RemoteICEUfrag(target livekit.SignalTarget) string {
 	if d == nil {
 		return ""
 	}
-	creds, err := localCredentials(d.SDP)
+	creds, err := ICECredentialsOf(d.SDP)
 	if err != nil {
 		return ""
 	}

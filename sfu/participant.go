@@ -2,7 +2,6 @@ package sfu
 
 import (
 	"cmp"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -306,13 +305,11 @@ func (p *Participant) HandleTrickle(target livekit.SignalTarget, candidateJSON s
 	if err != nil {
 		return err
 	}
-	switch target {
-	case livekit.SignalTarget_PUBLISHER:
-		return p.pub.pc.addCandidate(init)
-	case livekit.SignalTarget_SUBSCRIBER:
-		return p.sub.pc.addCandidate(init)
+	c, err := p.conn(target)
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("trickle target %d: %w", target, ErrUnknownTarget)
+	return c.addCandidate(init)
 }
 
 // sendTrickle sends one of our candidates to the client.

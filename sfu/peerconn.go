@@ -66,10 +66,18 @@ func parseCandidate(js string) (webrtc.ICECandidateInit, error) {
 	if err := json.Unmarshal([]byte(js), &init); err != nil {
 		return init, fmt.Errorf("%w: %v", ErrBadCandidate, err)
 	}
-	if init.Candidate != "" && !strings.HasPrefix(strings.TrimPrefix(init.Candidate, "a="), "candidate:") {
-		return init, fmt.Errorf("%w: %q does not start with candidate:", ErrBadCandidate, init.Candidate)
+	if init.Candidate != "" {
+		return init, checkCandidate(strings.TrimPrefix(init.Candidate, "a="))
 	}
 	return init, nil
+}
+
+// checkCandidate checks a candidate attribute value starts as one must.
+func checkCandidate(c string) error {
+	if !strings.HasPrefix(c, "candidate:") {
+		return fmt.Errorf("%w: %q does not start with candidate:", ErrBadCandidate, c)
+	}
+	return nil
 }
 
 func marshalCandidate(init webrtc.ICECandidateInit) (string, error) {

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/livekit"
-	"google.golang.org/protobuf/proto"
 )
 
 // Ping settings announced in the join response.
@@ -249,15 +248,10 @@ func (p *Participant) SetPermission(perm *livekit.ParticipantPermission) {
 }
 
 // PublishedTrack returns a track published in the room, to attach a sink
-// of another package (an egress), with a copy of its info and its
-// publisher's identity.
-func (r *Room) PublishedTrack(id livekit.TrackID) (Track, *livekit.TrackInfo, livekit.ParticipantIdentity, bool) {
-	p, t := r.findTrack(id)
-	if t == nil {
-		return nil, nil, "", false
+// of another package (an egress).
+func (r *Room) PublishedTrack(id livekit.TrackID) (Track, bool) {
+	if _, t := r.findTrack(id); t != nil {
+		return t.up, true
 	}
-	p.pub.mu.Lock()
-	info := proto.Clone(t.info).(*livekit.TrackInfo)
-	p.pub.mu.Unlock()
-	return t.up, info, p.Identity(), true
+	return nil, false
 }

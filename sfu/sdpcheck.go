@@ -16,14 +16,20 @@ import (
 // failing those checks would wedge the connection for good, so it must be
 // refused before it reaches the peer connection.
 func validateSDP(text string) error {
+	_, err := parseSDP(text)
+	return err
+}
+
+// parseSDP parses a description and validates it as validateSDP does.
+func parseSDP(text string) (*sdp.SessionDescription, error) {
 	var sd sdp.SessionDescription
 	if err := sd.UnmarshalString(text); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadSDP, err)
+		return nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
 	}
 	if err := checkSDP(&sd); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadSDP, err)
+		return nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
 	}
-	return nil
+	return &sd, nil
 }
 
 func checkSDP(sd *sdp.SessionDescription) error {

@@ -141,13 +141,13 @@ func (es *egressService) start(info *livekit.EgressInfo, roomName string, videoI
 	info.SegmentResults = []*livekit.SegmentsInfo{{PlaylistName: "index.m3u8", PlaylistLocation: "/hls/" + info.EgressId + "/index.m3u8"}}
 	rec := &egressRecord{info: info, stop: make(chan struct{})}
 	params := egress.Params{ID: info.EgressId, Logger: es.s.p.Logger.With("room", roomName)}
-	video, _, _, ok := room.PublishedTrack(videoID)
+	video, ok := room.PublishedTrack(videoID)
 	if !ok {
 		return nil, twirp.NotFoundError(fmt.Sprintf("video track %s is not published in room %q", videoID, roomName))
 	}
 	params.Video = video
 	if audioID != "" {
-		audio, _, _, ok := room.PublishedTrack(audioID)
+		audio, ok := room.PublishedTrack(audioID)
 		if !ok {
 			return nil, twirp.NotFoundError(fmt.Sprintf("audio track %s is not published in room %q", audioID, roomName))
 		}
