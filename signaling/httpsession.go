@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"mime"
 	"net/http"
 	"strings"
@@ -171,14 +170,14 @@ func statusForAnswer(err error) int {
 	return http.StatusInternalServerError
 }
 
-// writeAnswer registers a session whose participant answered and sends
-// the 201 with the answer, the resource and its ICE servers.
+// writeAnswer sends the 201 of a session whose participant answered: the
+// answer, the resource, its ICE session's ETag and the ICE servers.
 func (s *Server) writeAnswer(w http.ResponseWriter, sess *httpSession, answer string) {
-	s.sessions.add(sess)
+	creds, _ := sfu.ICECredentialsOf(answer) // our own answer: it parses
 	h := w.Header()
 	h.Set("Content-Type", contentSDP)
 	h.Set("Location", sess.location())
-	h.Set("ETag", sess.setETag(iceUfrag(answer)))
+	h.Set("ETag", sess.setETag(creds.Ufrag))
 	h.Set("Accept-Patch", contentSDPFrag)
 	h.Set("Cache-Control", "no-store")
 	for _, link := range iceServerLinks(s.p.ICEServers) {
@@ -186,16 +185,6 @@ func (s *Server) writeAnswer(w http.ResponseWriter, sess *httpSession, answer st
 	}
 	w.WriteHeader(http.StatusCreated)
 	_, _ = io.WriteString(w, answer)
-}
-
-// iceUfrag is the first ice-ufrag of a description.
-func iceUfrag(desc string) string {
-	for _, line := range strings.Split(desc, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "a=ice-ufrag:"); ok {
-			return v
-		}
-	}
-	return ""
 }
 
 // iceServerLinks are the Link headers announcing ICE servers (RFC 9725 4.6).
@@ -295,7 +284,7 @@ func (s *Server) restartICE(w http.ResponseWriter, r *http.Request, sess *httpSe
 	for _, c := range frag.candidates {
 		_ = sess.part.AddICECandidate(sess.target, c.candidate, c.mid)
 	}
-	slog.Debug("ICE restarted", "session", sess.id, "kind", sess.kind)
+	s.p.Logger.Debug("ICE restarted", "session", sess.id, "kind", sess.kind)
 	w.Header().Set("Content-Type", contentSDPFrag)
 	w.Header().Set("ETag", sess.setETag(creds.Ufrag))
 	w.WriteHeader(http.StatusOK)

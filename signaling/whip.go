@@ -51,7 +51,14 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request, room *sfu.Room, se
 		httpError(w, statusForAnswer(err), "join failed: %v", err)
 		return
 	}
+	// Registered before the answer, so that whatever ends the participant
+	// from now on (a failed answer, a replacing session) also ends the
+	// session through CloseSignal; one closed already is not kept.
 	sess.part = part
+	s.sessions.add(sess)
+	if part.Closed() {
+		s.sessions.remove(sess)
+	}
 	part.Start()
 	ctx, cancel := context.WithTimeout(r.Context(), answerTimeout)
 	defer cancel()

@@ -35,8 +35,7 @@ func TestWHIPErrors(t *testing.T) {
 	checkLeaks(t)
 	n := startNode(t, nodeOptions{})
 	const room = "whip-errors"
-	alice := n.join(t, room, "alice", client.Options{})
-	_ = alice
+	n.join(t, room, "alice", client.Options{}) // in the room, publishing nothing
 	audio, video := webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo
 	sendOffer := testOffer(t, n, webrtc.RTPTransceiverDirectionSendonly, audio, video)
 	recvOffer := testOffer(t, n, webrtc.RTPTransceiverDirectionRecvonly, audio, video)

@@ -18,18 +18,9 @@ import (
 )
 
 // Debian's simple-whip-client (whip-client, GStreamer's webrtcbin) is the
-// outside WHIP publisher of these tests. As shipped it aborts when libnice
-// loads libsoup 3 through libgupnp-igd (whip-client links libsoup 2), so
-// it runs with a no-op libgupnp-igd first in LD_LIBRARY_PATH; that also
-// keeps UPnP discovery off the network.
-
-const gupnpStub = `
-typedef unsigned long GType;
-void *gupnp_simple_igd_thread_new(void) { return 0; }
-GType gupnp_simple_igd_get_type(void) { return 0; }
-void gupnp_simple_igd_add_port(void *a, const char *p, unsigned e, const char *l, unsigned i, unsigned t, const char *d) {}
-void gupnp_simple_igd_remove_port_local(void *a, const char *p, const char *l, unsigned i) {}
-`
+// outside WHIP publisher of these tests. It runs with the no-op
+// libgupnp-igd of testdata/gupnp-igd-stub.c first in LD_LIBRARY_PATH (the
+// file says why).
 
 // Pipelines: a live H.264 test picture and an Opus tone, RTP payloaded.
 const (
@@ -50,8 +41,8 @@ func whipClientEnv(t *testing.T) []string {
 		}
 	}
 	dir := t.TempDir()
-	src := filepath.Join(dir, "stub.c")
-	if err := os.WriteFile(src, []byte(gupnpStub), 0o644); err != nil {
+	src, err := filepath.Abs(filepath.Join("testdata", "gupnp-igd-stub.c"))
+	if err != nil {
 		t.Fatal(err)
 	}
 	lib := filepath.Join(dir, "libgupnp-igd-1.0.so.4")
@@ -150,9 +141,6 @@ func TestWHIPOutsideClient(t *testing.T) {
 		return r.Participant("gstreamer") == nil
 	})
 	t.Logf("whip-metric: participant gone %v after SIGINT", time.Since(stopped).Round(time.Millisecond))
-	if !strings.Contains(wc.out.String(), "DELETE") && !strings.Contains(wc.out.String(), "200") {
-		t.Logf("whip-client output (no DELETE seen):\n%s", wc.out.String())
-	}
 }
 
 // TestWHIPOutsideClientKilled kills whip-client outright (SIGKILL, no

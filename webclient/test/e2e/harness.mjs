@@ -10,7 +10,7 @@ import { spawn, spawnSync, execFile } from 'node:child_process';
 import { createServer } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import { createSocket } from 'node:dgram';
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, existsSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname, extname, normalize, sep } from 'node:path';
@@ -513,15 +513,6 @@ export function fanoutLogTail(fanout, lines = 30) {
   }
 }
 
-/** A no-op libgupnp-igd, so that Debian's whip-client runs (see signaling/whipclient_test.go). */
-const GUPNP_STUB = `
-typedef unsigned long GType;
-void *gupnp_simple_igd_thread_new(void) { return 0; }
-GType gupnp_simple_igd_get_type(void) { return 0; }
-void gupnp_simple_igd_add_port(void *a, const char *p, unsigned e, const char *l, unsigned i, unsigned t, const char *d) {}
-void gupnp_simple_igd_remove_port_local(void *a, const char *p, const char *l, unsigned i) {}
-`;
-
 /** whip-client's pipelines: a live 640x360 H.264 test picture and an Opus tone. */
 export const WHIP_VIDEO = 'videotestsrc is-live=true ! video/x-raw,width=640,height=360,framerate=30/1 ! videoconvert ! queue ! ' +
   'x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate=800 ! rtph264pay config-interval=-1 pt=96 ! queue ! ' +
@@ -545,9 +536,10 @@ export function whipClientMissing() {
  * WHIP URL with a token; it is killed at teardown.
  */
 export function startWhipClient(url, token, name = 'whip-client') {
+  // The no-op libgupnp-igd whip-client needs (the C file says why).
   const dir = tempDir('fanout-gupnp-');
-  writeFileSync(join(dir, 'stub.c'), GUPNP_STUB);
-  const cc = spawnSync('cc', ['-shared', '-fPIC', '-Wl,-soname,libgupnp-igd-1.0.so.4', '-o', join(dir, 'libgupnp-igd-1.0.so.4'), join(dir, 'stub.c')]);
+  const stub = join(REPO_ROOT, 'signaling', 'testdata', 'gupnp-igd-stub.c');
+  const cc = spawnSync('cc', ['-shared', '-fPIC', '-Wl,-soname,libgupnp-igd-1.0.so.4', '-o', join(dir, 'libgupnp-igd-1.0.so.4'), stub]);
   if (cc.status !== 0) throw new Error(`build the libgupnp-igd stub: ${cc.stderr}`);
   const log = createWriteStream(artifactPath(`${slug(name)}.log`));
   const child = spawn('whip-client', ['-u', url, '-t', token, '-V', WHIP_VIDEO, '-A', WHIP_AUDIO, '-o', '-l', '4'], {
