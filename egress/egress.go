@@ -70,6 +70,9 @@ type HLS struct {
 	srSync     bool      // the streams are aligned by sender reports
 	startNTP   uint64    // the NTP instant of the muxer's pts 0, with srSync
 	held       []heldAudio
+	red        bool // the audio track sends RED: its primary is muxed
+	emitAU     func(AccessUnit)
+	now        time.Time // arrival of the packet being drained
 }
 
 // input is one packet copied off a track's reader goroutine.
@@ -82,14 +85,13 @@ type input struct {
 
 // streamState anchors one stream's RTP timestamps to the egress timeline.
 type streamState struct {
-	jb      *JitterBuffer
-	rate    int64
-	anchor  bool
-	lastTS  uint32
-	extTS   int64 // unwrapped timestamp of the last packet
-	base    int64 // extTS at the anchor
-	offset  int64 // timeline position of the anchor, in the stream's clock
-	started bool
+	jb     *JitterBuffer
+	rate   int64
+	anchor bool
+	lastTS uint32
+	extTS  int64 // unwrapped timestamp of the last packet
+	base   int64 // extTS at the anchor
+	offset int64 // timeline position of the anchor, in the stream's clock
 }
 
 // Start validates the tracks' codecs and starts the egress: it asks for a
@@ -117,6 +119,8 @@ func Start(p Params) (*HLS, error) {
 		audio: streamState{jb: NewJitterBuffer(jitterWait), rate: 48000},
 		layer: highestLayer(p.Video.AvailableLayers()),
 	}
+	e.emitAU = e.writeVideo
+	e.red = p.Audio != nil && strings.EqualFold(p.Audio.Codec().MimeType, "audio/red")
 	e.pool.New = func() any { return &input{buf: make([]byte, 0, sfu.MaxPacketSize)} }
 	go e.run()
 	p.Video.AddSink(&sink{e: e, id: "EG|" + p.ID + "|video"})

@@ -1,11 +1,11 @@
 package egress
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"path"
 	"strings"
 	"sync"
@@ -168,14 +168,14 @@ func (h *hlsMuxer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *hlsMuxer) serveFinished(w http.ResponseWriter, r *http.Request, m *gohlslib.Muxer) {
 	r2 := r.Clone(r.Context())
 	r2.URL.RawQuery = ""
-	rec := httptest.NewRecorder()
+	rec := &bufferWriter{header: http.Header{}, code: http.StatusOK}
 	m.Handle(rec, r2)
-	if rec.Code != http.StatusOK || rec.Body.Len() == 0 {
+	if rec.code != http.StatusOK || rec.body.Len() == 0 {
 		w.Header().Set("Cache-Control", "no-store")
 		http.Error(w, "no such HLS file", http.StatusNotFound)
 		return
 	}
-	body := rec.Body.String()
+	body := rec.body.String()
 	if strings.Contains(body, "#EXT-X-TARGETDURATION") {
 		var b strings.Builder
 		for _, line := range strings.SplitAfter(body, "\n") {
@@ -186,7 +186,7 @@ func (h *hlsMuxer) serveFinished(w http.ResponseWriter, r *http.Request, m *gohl
 		b.WriteString("#EXT-X-ENDLIST\n")
 		body = b.String()
 	}
-	w.Header().Set("Content-Type", rec.Header().Get("Content-Type"))
+	w.Header().Set("Content-Type", rec.header.Get("Content-Type"))
 	w.Header().Set("Cache-Control", immutableCache)
 	_, _ = io.WriteString(w, body)
 }
@@ -222,3 +222,14 @@ func (c *cacheWriter) Flush() {
 		f.Flush()
 	}
 }
+
+// bufferWriter keeps a response in memory, to rewrite it before sending.
+type bufferWriter struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (b *bufferWriter) Header() http.Header         { return b.header }
+func (b *bufferWriter) WriteHeader(code int)        { b.code = code }
+func (b *bufferWriter) Write(p []byte) (int, error) { return b.body.Write(p) }

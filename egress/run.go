@@ -2,10 +2,7 @@ package egress
 
 import (
 	"errors"
-	"strings"
 	"time"
-
-	"github.com/pion/webrtc/v4"
 
 	"github.com/fanout-sfu/fanout/simulcast"
 )
@@ -86,9 +83,8 @@ func (e *HLS) drain(st *streamState, now time.Time) {
 			}
 			continue
 		}
-		err := e.asm.Push(e.pkt.SequenceNumber, e.pkt.Timestamp, e.pkt.Marker, e.pkt.Payload, func(au AccessUnit) {
-			e.writeVideo(au, now)
-		})
+		e.now = now
+		err := e.asm.Push(e.pkt.SequenceNumber, e.pkt.Timestamp, e.pkt.Marker, e.pkt.Payload, e.emitAU)
 		if err != nil {
 			e.log.Debug("H.264 payload refused", "err", err)
 		}
@@ -108,8 +104,11 @@ func (st *streamState) pts(ts uint32) int64 {
 }
 
 // writeVideo starts the muxer at a keyframe (once the streams can be
-// aligned, see syncStart) and writes a unit.
-func (e *HLS) writeVideo(au AccessUnit, now time.Time) {
+// aligned, see syncStart) and writes a unit. It is the assembler's emit
+// function (e.emitAU, made once: a closure per packet would allocate);
+// e.now is the time of the packet being drained.
+func (e *HLS) writeVideo(au AccessUnit) {
+	now := e.now
 	if !e.out.started() {
 		if !au.IDR {
 			return
@@ -140,7 +139,7 @@ func (e *HLS) writeAudio(pts int64, payload []byte) {
 	if !e.out.started() || len(payload) == 0 {
 		return
 	}
-	if isRED(e.p.Audio) {
+	if e.red {
 		primary, ok := simulcast.REDPrimary(payload)
 		if !ok {
 			return
@@ -178,13 +177,6 @@ func (e *HLS) followLayers() {
 	e.video = streamState{jb: NewJitterBuffer(jitterWait), rate: 90000}
 	e.lastKeyReq = time.Time{}
 	e.askKeyframe(time.Now())
-}
-
-// isRED reports whether a track sends RED (RFC 2198) audio.
-func isRED(t interface {
-	Codec() webrtc.RTPCodecParameters
-}) bool {
-	return strings.EqualFold(t.Codec().MimeType, "audio/red")
 }
 
 // maxHeldAudio bounds the audio kept while the muxer waits for its first

@@ -18,8 +18,12 @@ import (
 )
 
 // How long a finished egress keeps serving its playlist (ended with
-// #EXT-X-ENDLIST) and segments before its output is released.
-const egressLinger = time.Minute
+// #EXT-X-ENDLIST) and segments before its output is released, and how
+// long ListEgress keeps showing it.
+const (
+	egressLinger  = time.Minute
+	egressHistory = time.Hour
+)
 
 // egressService implements livekit.Egress with HLS egresses of this node:
 // StartTrackCompositeEgress, StartParticipantEgress, ListEgress and
@@ -154,6 +158,7 @@ func (es *egressService) start(info *livekit.EgressInfo, roomName string, videoI
 		params.Audio = audio
 	}
 	es.mu.Lock()
+	es.pruneLocked()
 	es.egresses[info.EgressId] = rec
 	es.mu.Unlock()
 	h, err := egress.Start(params)
@@ -168,6 +173,17 @@ func (es *egressService) start(info *livekit.EgressInfo, roomName string, videoI
 	go es.watch(rec, h)
 	es.s.p.Logger.Info("egress started", "egress", info.EgressId, "room", roomName, "video", videoID, "audio", audioID)
 	return rec.snapshot(), nil
+}
+
+// pruneLocked forgets egresses that ended over egressHistory ago, so the
+// list does not grow with the node's uptime. Callers hold es.mu.
+func (es *egressService) pruneLocked() {
+	cutoff := time.Now().Add(-egressHistory).UnixNano()
+	for id, rec := range es.egresses {
+		if ended := rec.snapshot().EndedAt; ended != 0 && ended < cutoff {
+			delete(es.egresses, id)
+		}
+	}
 }
 
 // watch moves an egress to ACTIVE when its playlist exists, and ends it
