@@ -45,6 +45,9 @@ type layeredTrack struct {
 type pendingTrack struct {
 	cid  string
 	info *livekit.TrackInfo
+	// claimed: its media arrived and the track is being created; it stays
+	// listed (a mute still finds it) until the track replaces it.
+	claimed bool
 }
 
 func newPublisher(p *Participant) (*publisher, error) {
@@ -128,25 +131,41 @@ func (p *Participant) HandleOffer(sdpText string, id uint32) error {
 	return nil
 }
 
-// takePending finds the addTrack entry for an incoming track: by cid (the
-// msid track id), else the first pending track of the same kind.
-func (pub *publisher) takePending(cid string, kind webrtc.RTPCodecType) *pendingTrack {
+// claimPending finds the addTrack entry for an incoming track: by cid (the
+// msid track id), else the first pending track of the same kind. It stays
+// in the pending list, claimed, until addPublished replaces it, so that
+// the track is never in neither list. It returns a copy of the entry's
+// info to build the track from.
+func (pub *publisher) claimPending(cid string, kind webrtc.RTPCodecType) (*pendingTrack, *livekit.TrackInfo) {
 	pub.mu.Lock()
 	defer pub.mu.Unlock()
-	idx := slices.IndexFunc(pub.pending, func(pt *pendingTrack) bool { return pt.cid == cid })
+	idx := slices.IndexFunc(pub.pending, func(pt *pendingTrack) bool { return !pt.claimed && pt.cid == cid })
 	if idx < 0 {
 		want := livekit.TrackType_AUDIO
 		if kind == webrtc.RTPCodecTypeVideo {
 			want = livekit.TrackType_VIDEO
 		}
-		idx = slices.IndexFunc(pub.pending, func(pt *pendingTrack) bool { return pt.info.Type == want })
+		idx = slices.IndexFunc(pub.pending, func(pt *pendingTrack) bool { return !pt.claimed && pt.info.Type == want })
 	}
 	if idx < 0 {
-		return nil
+		return nil, nil
 	}
 	pt := pub.pending[idx]
-	pub.pending = slices.Delete(pub.pending, idx, idx+1)
-	return pt
+	pt.claimed = true
+	return pt, proto.Clone(pt.info).(*livekit.TrackInfo)
+}
+
+// addPublished replaces a claimed pending entry by its track, in one step;
+// a mute that reached the entry meanwhile is carried over.
+func (pub *publisher) addPublished(pt *pendingTrack, track *publishedTrack) {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	pub.pending = slices.DeleteFunc(pub.pending, func(o *pendingTrack) bool { return o == pt })
+	track.info.Muted = pt.info.Muted
+	track.up.SetMuted(pt.info.Muted)
+	id := track.up.ID()
+	pub.tracks[id] = track
+	pub.order = append(pub.order, id)
 }
 
 func (pub *publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
@@ -200,14 +219,14 @@ func (pub *publisher) addLayer(lt *layeredTrack, remote *webrtc.TrackRemote, lay
 // layer of a simulcast one) and tells the room; nil if no addTrack matches.
 func (pub *publisher) publishRemote(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver, mid string, layer int8) *UpTrack {
 	p := pub.p
-	pt := pub.takePending(remote.ID(), remote.Kind())
+	pt, info := pub.claimPending(remote.ID(), remote.Kind())
 	if pt == nil {
 		p.log.Warn("track without addTrack, ignored", "msid_track", remote.ID(), "kind", remote.Kind().String())
 		_ = receiver.Stop()
 		return nil
 	}
-	pt.info.MimeType = remote.Codec().MimeType
-	pt.info.Mid = mid
+	info.MimeType = remote.Codec().MimeType
+	info.Mid = mid
 	var levelID uint8
 	for _, ext := range receiver.GetParameters().HeaderExtensions {
 		if ext.URI == sdp.AudioLevelURI {
@@ -215,22 +234,18 @@ func (pub *publisher) publishRemote(remote *webrtc.TrackRemote, receiver *webrtc
 		}
 	}
 	up := NewUpTrack(UpTrackParams{
-		ID: livekit.TrackID(pt.info.Sid), Reader: remote, Codec: remote.Codec(), Kind: remote.Kind(),
+		ID: livekit.TrackID(info.Sid), Reader: remote, Codec: remote.Codec(), Kind: remote.Kind(),
 		SSRC: uint32(remote.SSRC()), Layer: layer, AudioLevelExtID: levelID,
 		OnAudioLevel: p.room.speakerObserver(p.id),
 		WriteRTCP:    pub.pc.pc.WriteRTCP,
 		Logger:       p.log,
 	})
-	up.SetMuted(pt.info.Muted)
-	track := newPublishedTrack(pt.info, up, pub.sendQualities)
+	track := newPublishedTrack(info, up, pub.sendQualities)
 	if remote.Kind() == webrtc.RTPCodecTypeVideo {
 		pub.noteLayer(track, layer, uint32(remote.SSRC()), remote.RID() != "")
 	}
-	pub.mu.Lock()
-	pub.tracks[up.ID()] = track
-	pub.order = append(pub.order, up.ID())
-	pub.mu.Unlock()
-	p.log.Info("track published", "track", up.ID(), "mime", pt.info.MimeType, "source", pt.info.Source.String(), "rid", remote.RID())
+	pub.addPublished(pt, track)
+	p.log.Info("track published", "track", up.ID(), "mime", info.MimeType, "source", info.Source.String(), "rid", remote.RID())
 	go func() {
 		up.Run()
 		pub.unpublish(up.ID())
@@ -400,21 +415,19 @@ func (p *Participant) SetTrackMuted(id livekit.TrackID, muted, fromServer bool) 
 	pub := p.pub
 	pub.mu.Lock()
 	t := pub.tracks[id]
-	var pendingInfo *livekit.TrackInfo
 	if t == nil {
+		var pendingInfo *livekit.TrackInfo
 		for _, pt := range pub.pending {
 			if pt.info.Sid == string(id) {
-				pendingInfo = pt.info
+				pt.info.Muted = muted
+				pendingInfo = proto.Clone(pt.info).(*livekit.TrackInfo)
 			}
-		}
-		if pendingInfo != nil {
-			pendingInfo.Muted = muted
 		}
 		pub.mu.Unlock()
 		if pendingInfo == nil {
 			return nil, fmt.Errorf("track %s: %w", id, ErrTrackNotFound)
 		}
-		return proto.Clone(pendingInfo).(*livekit.TrackInfo), nil
+		return pendingInfo, nil
 	}
 	changed := t.info.Muted != muted
 	t.info.Muted = muted

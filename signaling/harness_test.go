@@ -4,9 +4,11 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -52,6 +54,9 @@ type nodeOptions struct {
 	connectTimeout time.Duration
 	// hlsForIngress gives WHIP broadcasters an HLS egress.
 	hlsForIngress bool
+	// listenAll serves HTTP on every interface (wsURL stays on loopback),
+	// for clients in network namespaces.
+	listenAll bool
 }
 
 func startNode(t *testing.T, opts nodeOptions) *node {
@@ -88,7 +93,19 @@ func startNode(t *testing.T, opts nodeOptions) *node {
 		Rooms: rooms, Keys: signaling.StaticKeys(map[string]string{testKey: testSecret}), Logger: log,
 		ConnectTimeout: opts.connectTimeout, HLSForIngress: opts.hlsForIngress,
 	}).Register(mux)
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewUnstartedServer(mux)
+	if opts.listenAll {
+		l, err := net.Listen("tcp", "0.0.0.0:0")
+		if err != nil {
+			t.Fatalf("listen: %v", err)
+		}
+		_ = srv.Listener.Close()
+		srv.Listener = l
+	}
+	srv.Start()
+	if opts.listenAll {
+		srv.URL = "http://127.0.0.1:" + strconv.Itoa(srv.Listener.Addr().(*net.TCPAddr).Port)
+	}
 	n := &node{t: t, transport: tr, rooms: rooms, http: srv, wsURL: "ws" + strings.TrimPrefix(srv.URL, "http")}
 	t.Cleanup(n.stop)
 	return n
