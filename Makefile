@@ -4,11 +4,13 @@ GO ?= go
 # outside WHIP publisher (simple-whip-client with GStreamer's encoders and
 # ICE) and a C compiler for its libgupnp-igd stub, for the WHIP tests;
 # ffprobe (ffmpeg) to check the HLS egress's output, and nginx as the
-# caching proxy in front of it.
+# caching proxy in front of it; iproute2 and nftables for the chaos test's
+# namespaced subscribers (a UDP blackhole and a crawling link).
 APT_PACKAGES ?= chromium simple-whip-client gstreamer1.0-nice gstreamer1.0-plugins-base \
-	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gcc ffmpeg nginx
+	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gcc ffmpeg nginx \
+	iproute2 nftables
 
-.PHONY: dev test deps lint unit interop browser bench bench-hls fuzz
+.PHONY: dev test deps lint unit interop browser bench bench-hls fuzz fuzz-long soak
 
 # Start a single node with the embedded defaults (API key devkey / secret).
 dev:
@@ -42,6 +44,11 @@ interop:
 browser:
 	cd webclient && npm ci --no-audit --no-fund && npm run typecheck && npm run test:unit && npm run test:e2e
 
+# The long soak: 1,000 join/publish/subscribe/leave cycles from 20 clients
+# under the race detector (make unit runs a 200-cycle version of it).
+soak:
+	FANOUT_SOAK_CYCLES=1000 FANOUT_SOAK_CLIENTS=20 $(GO) test -race -count=1 -run '^TestSoak$$' -v -timeout 60m ./signaling/
+
 bench:
 	$(GO) test -run xxx -bench . -benchmem ./sfu/ ./simulcast/
 	$(GO) test -run xxx -bench JitterBuffer -benchmem ./egress/
@@ -50,15 +57,14 @@ bench:
 bench-hls:
 	$(GO) test -run xxx -bench HLSViewers -benchtime 1x ./egress/
 
+# Every fuzz target for 30 s (fuzz) or 10 minutes (fuzz-long, which also
+# copies the corpus it found into testdata/fuzz to be committed); both print
+# a table of executions and crashes (BENCHMARKS.md keeps the long one).
 fuzz:
-	$(GO) test -run xxx -fuzz FuzzSignalRequest -fuzztime 30s ./signaling/
-	$(GO) test -run xxx -fuzz FuzzParseSDPFrag -fuzztime 30s ./signaling/
-	$(GO) test -run xxx -fuzz FuzzUpTrackForward -fuzztime 30s ./sfu/
-	$(GO) test -run xxx -fuzz FuzzDownTrackRTCP -fuzztime 30s ./sfu/
-	$(GO) test -run xxx -fuzz FuzzKeyframe -fuzztime 30s ./simulcast/
-	$(GO) test -run xxx -fuzz FuzzREDPrimary -fuzztime 30s ./simulcast/
-	$(GO) test -run xxx -fuzz FuzzParseVP8 -fuzztime 30s ./simulcast/
-	$(GO) test -run xxx -fuzz FuzzH264Assembler -fuzztime 30s ./egress/
+	./scripts/fuzz.sh
+
+fuzz-long:
+	FUZZTIME=10m KEEP_CORPUS=1 ./scripts/fuzz.sh
 
 # Rebuild the TypeScript SDK's demo pages into webclient/dist (committed and
 # embedded by the server, so plain `go build` needs no Node).

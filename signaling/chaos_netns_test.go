@@ -147,9 +147,18 @@ func (cn *chaosNet) impair(t *testing.T) {
 	t.Helper()
 	var err error
 	if cn.blackle {
-		rules := "table inet chaos { chain in { type filter hook input priority 0; meta l4proto udp drop; } " +
-			"chain out { type filter hook output priority 0; meta l4proto udp drop; } }"
-		err = run("ip", "netns", "exec", cn.name, "nft", rules)
+		nft := []string{"ip", "netns", "exec", cn.name, "nft"}
+		for _, cmd := range [][]string{
+			{"add", "table", "inet", "chaos"},
+			{"add", "chain", "inet", "chaos", "in", "{ type filter hook input priority 0; }"},
+			{"add", "chain", "inet", "chaos", "out", "{ type filter hook output priority 0; }"},
+			{"add", "rule", "inet", "chaos", "in", "meta", "l4proto", "udp", "drop"},
+			{"add", "rule", "inet", "chaos", "out", "meta", "l4proto", "udp", "drop"},
+		} {
+			if err = run(append(nft, cmd...)...); err != nil {
+				break
+			}
+		}
 	} else {
 		err = run("tc", "qdisc", "add", "dev", cn.hostIf, "root", "tbf", "rate", "32kbit", "burst", "1600", "limit", "4000000")
 	}
