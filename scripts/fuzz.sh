@@ -3,7 +3,8 @@
 # one after another, and prints a Markdown table of executions and crashes.
 # With KEEP_CORPUS=1 the inputs the fuzzer found interesting are copied
 # from the Go cache into each package's testdata/fuzz/<target>/, to commit.
-# FUZZ_PKGS limits the packages (default: every package with a Fuzz func).
+# FUZZ_PKGS limits the packages (default: every package with a Fuzz func),
+# FUZZ_TARGETS (an extended regexp) the targets.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 FUZZTIME=${FUZZTIME:-30s}
@@ -13,10 +14,10 @@ results=$(mktemp)
 failed=0
 for dir in $pkgs; do
   import=$(cd "$dir" && go list .)
-  for target in $(grep -h -o '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go | sed 's/^func //' | sort -u); do
+  for target in $(grep -h -o '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go | sed 's/^func //' | sort -u | grep -E "${FUZZ_TARGETS:-.}"); do
     log=$(mktemp)
     echo "== $target ($import) for $FUZZTIME" >&2
-    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$dir" >"$log" 2>&1
+    ${FUZZ_NICE:-} go test -run '^$' -parallel "${FUZZ_WORKERS:-1}" -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$dir" >"$log" 2>&1
     rc=$?
     execs=$(grep -o 'execs: [0-9]*' "$log" | tail -1 | awk '{print $2}')
     interesting=$(grep -o 'new interesting: [0-9]*' "$log" | tail -1 | awk '{print $3}')
