@@ -299,8 +299,11 @@ func (p *Participant) updateTrackSetting(owner *Participant, t *publishedTrack, 
 		layer = maxLayerFor(owner.pub.layers(t), req.Quality, req.Width, req.Height)
 	}
 	s.mu.Lock()
-	s.disabled[id] = req.Disabled
-	if layer >= 0 {
+	remember := s.roomForChoiceLocked(id)
+	if remember {
+		s.disabled[id] = req.Disabled
+	}
+	if remember && layer >= 0 {
 		s.maxLayer[id] = layer
 	}
 	sub := s.subs[id]
@@ -312,6 +315,9 @@ func (p *Participant) updateTrackSetting(owner *Participant, t *publishedTrack, 
 		}
 	}
 	s.mu.Unlock()
+	if remember {
+		s.stillPublished(owner, id) // forgets the choice if the track just went
+	}
 	if sub != nil {
 		t.wantLayer(sub.dt.SinkID(), sub.wantedLayer())
 		s.alloc.trigger()
