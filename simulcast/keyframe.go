@@ -40,7 +40,8 @@ func IsKeyframe(c Codec, payload []byte) bool {
 	case CodecOpus:
 		return true
 	case CodecVP8:
-		return isVP8Keyframe(payload)
+		var d VP8Descriptor
+		return ParseVP8(payload, &d) == nil && d.Keyframe
 	case CodecVP9:
 		return isVP9Keyframe(payload)
 	case CodecH264:
@@ -49,48 +50,6 @@ func IsKeyframe(c Codec, payload []byte) bool {
 		return isAV1Keyframe(payload)
 	}
 	return false
-}
-
-// isVP8Keyframe parses the VP8 payload descriptor (RFC 7741 section 4.2) and
-// checks the P bit of the first partition's frame header.
-func isVP8Keyframe(p []byte) bool {
-	if len(p) < 1 {
-		return false
-	}
-	x := p[0]&0x80 != 0
-	start := p[0]&0x10 != 0
-	pid := p[0] & 0x07
-	if !start || pid != 0 {
-		return false
-	}
-	i := 1
-	if x {
-		if len(p) < 2 {
-			return false
-		}
-		ext := p[1]
-		i = 2
-		if ext&0x80 != 0 { // I: PictureID present
-			if len(p) <= i {
-				return false
-			}
-			if p[i]&0x80 != 0 {
-				i += 2
-			} else {
-				i++
-			}
-		}
-		if ext&0x40 != 0 { // L: TL0PICIDX
-			i++
-		}
-		if ext&0x30 != 0 { // T or K: TID/Y/KEYIDX byte
-			i++
-		}
-	}
-	if len(p) <= i {
-		return false
-	}
-	return p[i]&0x01 == 0
 }
 
 // isVP9Keyframe checks the flexible/non-flexible VP9 payload descriptor
