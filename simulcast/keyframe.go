@@ -86,47 +86,6 @@ func isVP9Keyframe(p []byte) bool {
 	return sid == 0
 }
 
-// H.264 NAL unit types that matter for keyframe detection (RFC 6184).
-const (
-	h264NALIDR   = 5
-	h264NALSPS   = 7
-	h264NALPPS   = 8
-	h264NALSTAPA = 24
-	h264NALFUA   = 28
-)
-
-// isH264Keyframe reports an IDR slice or an SPS, whether sent as a single NAL
-// unit, aggregated in STAP-A, or as the first fragment of an FU-A.
-func isH264Keyframe(p []byte) bool {
-	if len(p) < 1 {
-		return false
-	}
-	switch nal := p[0] & 0x1f; nal {
-	case h264NALIDR, h264NALSPS:
-		return true
-	case h264NALSTAPA:
-		for i := 1; i+2 < len(p); {
-			size := int(p[i])<<8 | int(p[i+1])
-			i += 2
-			if size == 0 || i+size > len(p) {
-				return false
-			}
-			t := p[i] & 0x1f
-			if t == h264NALIDR || t == h264NALSPS {
-				return true
-			}
-			i += size
-		}
-	case h264NALFUA:
-		if len(p) < 2 {
-			return false
-		}
-		startBit := p[1]&0x80 != 0
-		return startBit && p[1]&0x1f == h264NALIDR
-	}
-	return false
-}
-
 // isAV1Keyframe checks the AV1 aggregation header's N bit (first packet of a
 // coded video sequence), which encoders set on keyframes.
 func isAV1Keyframe(p []byte) bool {
