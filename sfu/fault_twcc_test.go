@@ -29,6 +29,31 @@ func craftedFeedback(t *testing.T, base, count uint16) []byte {
 	return raw
 }
 
+// feedbackOutcome is what a recorder made of one feedback packet.
+type feedbackOutcome struct {
+	results          int
+	walked, rejected uint64
+}
+
+// feedAfterSending records sent packets on a new recorder, then reads raw
+// as the subscriber's feedback, through the interceptor as pion would.
+func feedAfterSending(t *testing.T, sent int, raw []byte) feedbackOutcome {
+	t.Helper()
+	var out feedbackOutcome
+	rec := newTWCCRecorder(func(_ int64, rs []simulcast.PacketResult) { out.results += len(rs) }, nil)
+	for range sent {
+		rec.record(rec.nextSeq(), 1, 1000, false)
+	}
+	reader := rec.BindRTCPReader(&rtcpSource{raw: raw})
+	if _, _, err := reader.Read(make([]byte, 1500), nil); err != nil {
+		t.Fatal(err)
+	}
+	rec.fbMu.Lock()
+	out.walked, out.rejected = rec.walked, rec.rejected
+	rec.fbMu.Unlock()
+	return out
+}
+
 // TestFault7CraftedFeedbackBounded is issue 12, fault 7: a transport-cc
 // feedback packet of a few dozen bytes claiming 65535 packet statuses
 // must cost work in proportion to the packets actually sent, not 65535
@@ -49,31 +74,20 @@ func TestFault7CraftedFeedbackBounded(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			results := 0
-			rec := newTWCCRecorder(func(_ int64, rs []simulcast.PacketResult) { results += len(rs) }, nil)
-			for range sent {
-				rec.record(rec.nextSeq(), 1, 1000, false)
-			}
 			raw := craftedFeedback(t, tt.base, tt.count)
 			if len(raw) > 64 {
 				t.Fatalf("crafted feedback of %d bytes", len(raw))
 			}
-			reader := rec.BindRTCPReader(&rtcpSource{raw: raw})
-			if _, _, err := reader.Read(make([]byte, 1500), nil); err != nil {
-				t.Fatal(err)
-			}
-			rec.fbMu.Lock()
-			walked, rejected := rec.walked, rec.rejected
-			rec.fbMu.Unlock()
-			if walked > tt.maxWalked {
+			got := feedAfterSending(t, sent, raw)
+			if got.walked > tt.maxWalked {
 				t.Errorf("a %d-byte feedback for %d packets walked %d statuses with %d packets sent, want at most %d",
-					len(raw), tt.count, walked, sent, tt.maxWalked)
+					len(raw), tt.count, got.walked, sent, tt.maxWalked)
 			}
-			if results != tt.wantResults {
-				t.Errorf("%d results, want %d", results, tt.wantResults)
+			if got.results != tt.wantResults {
+				t.Errorf("%d results, want %d", got.results, tt.wantResults)
 			}
-			if wantRejected := tt.wantResults == 0; (rejected == 1) != wantRejected {
-				t.Errorf("%d feedback packets rejected, want rejected %v", rejected, wantRejected)
+			if wantRejected := tt.wantResults == 0; (got.rejected == 1) != wantRejected {
+				t.Errorf("%d feedback packets rejected, want rejected %v", got.rejected, wantRejected)
 			}
 		})
 	}
@@ -97,23 +111,12 @@ func TestFault7FeedbackBehindHistory(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			results := 0
-			rec := newTWCCRecorder(func(_ int64, rs []simulcast.PacketResult) { results += len(rs) }, nil)
-			for range sent {
-				rec.record(rec.nextSeq(), 1, 1000, false)
+			got := feedAfterSending(t, sent, craftedFeedback(t, tt.base, tt.count))
+			if got.results != tt.wantResults || (got.rejected == 1) != tt.rejected {
+				t.Errorf("%d results, %d rejected; want %d, rejected %v", got.results, got.rejected, tt.wantResults, tt.rejected)
 			}
-			reader := rec.BindRTCPReader(&rtcpSource{raw: craftedFeedback(t, tt.base, tt.count)})
-			if _, _, err := reader.Read(make([]byte, 1500), nil); err != nil {
-				t.Fatal(err)
-			}
-			rec.fbMu.Lock()
-			walked, rejected := rec.walked, rec.rejected
-			rec.fbMu.Unlock()
-			if results != tt.wantResults || (rejected == 1) != tt.rejected {
-				t.Errorf("%d results, %d rejected; want %d, rejected %v", results, rejected, tt.wantResults, tt.rejected)
-			}
-			if walked > 2*sendHistorySize {
-				t.Errorf("%d statuses walked", walked)
+			if got.walked > 2*sendHistorySize {
+				t.Errorf("%d statuses walked", got.walked)
 			}
 		})
 	}

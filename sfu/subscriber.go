@@ -241,11 +241,7 @@ func (s *subscriber) unsubscribe(id livekit.TrackID) {
 // trackEnded drops a subscription whose track was unpublished, and the
 // choices recorded for it.
 func (s *subscriber) trackEnded(id livekit.TrackID) {
-	s.mu.Lock()
-	delete(s.explicit, id)
-	delete(s.disabled, id)
-	delete(s.maxLayer, id)
-	s.mu.Unlock()
+	s.forgetTrack(id)
 	s.unsubscribe(id)
 	s.mu.Lock()
 	empty := len(s.subs) == 0 && !s.closed
