@@ -587,10 +587,8 @@ func (d *DownTrack) handleRTCP(pkts []rtcp.Packet) {
 		case *rtcp.ReceiverReport:
 			d.recordReports(p.Reports)
 		case *rtcp.TransportLayerNack:
-			for _, pair := range p.Nacks {
-				for _, seq := range pair.PacketList() {
-					d.retransmit(seq)
-				}
+			for i := range p.Nacks {
+				p.Nacks[i].Range(d.retransmitOne) // PacketList would allocate
 			}
 		}
 	}

@@ -41,6 +41,12 @@ func (d *DownTrack) RetransmitStats() RTXStats {
 	return RTXStats{Packets: d.rtxPackets.Load(), Bytes: d.rtxBytes.Load(), Refused: d.rtxRefused.Load()}
 }
 
+// retransmitOne retransmits one NACKed packet and goes on to the next.
+func (d *DownTrack) retransmitOne(seq uint16) bool {
+	d.retransmit(seq)
+	return true
+}
+
 // rtxRecord counts the retransmissions of one output packet.
 type rtxRecord struct {
 	seq   uint16

@@ -29,8 +29,11 @@ func TestFault6AudioNACKBounded(t *testing.T) {
 	if got < 1 || got > maxRetransmits {
 		t.Fatalf("%d NACKs of one audio packet answered with %d retransmissions, want 1 to %d", asks, got, maxRetransmits)
 	}
+	if n := testing.AllocsPerRun(100, func() { d.handleRTCP(nack) }); n != 0 {
+		t.Errorf("%v allocations per NACK", n)
+	}
 	st := d.RetransmitStats()
-	if st.Packets != uint64(got) || st.Refused != uint64(asks-got) {
+	if st.Packets != uint64(got) || st.Refused != uint64(asks+101-got) {
 		t.Errorf("stats %+v, want %d sent and %d refused", st, got, asks-got)
 	}
 	w.check(t)
