@@ -117,3 +117,10 @@ func TestFault10TrackChoicesForgotten(t *testing.T) {
 		t.Errorf("choices kept for %d tracks, want the cap %d", n, maxTrackChoices)
 	}
 }
+
+// trackChoices is how many tracks the participant's choices are kept for.
+func (s *subscriber) trackChoices() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return max(len(s.explicit), len(s.disabled), len(s.maxLayer))
+}

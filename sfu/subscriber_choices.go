@@ -63,10 +63,3 @@ func (r *Room) forgetTrackChoices(id livekit.TrackID) {
 		p.sub.forgetTrack(id)
 	}
 }
-
-// trackChoices is how many tracks the participant's choices are kept for.
-func (s *subscriber) trackChoices() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return max(len(s.explicit), len(s.disabled), len(s.maxLayer))
-}
