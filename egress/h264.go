@@ -6,18 +6,19 @@ package egress
 import (
 	"errors"
 	"fmt"
+
+	"github.com/fanout-sfu/fanout/simulcast"
 )
 
-// H.264 NAL unit types the assembler acts on (RFC 6184, ITU-T H.264).
+// H.264 NAL unit types the assembler acts on (ITU-T H.264 table 7-1); the
+// RTP packetization is walked by simulcast.WalkH264.
 const (
 	nalSlice = 1
-	nalIDR   = 5
+	nalIDR   = simulcast.H264NALIDR
 	nalSEI   = 6
-	nalSPS   = 7
-	nalPPS   = 8
+	nalSPS   = simulcast.H264NALSPS
+	nalPPS   = simulcast.H264NALPPS
 	nalAUD   = 9
-	nalSTAPA = 24
-	nalFUA   = 28
 )
 
 // Limits of one access unit, against a publisher sending garbage.
@@ -110,17 +111,15 @@ func (a *H264Assembler) Push(seq uint16, ts uint32, marker bool, payload []byte,
 // startsUnit reports whether a payload can only be an access unit's first:
 // it begins with a delimiter, SEI or parameter set (alone or aggregated).
 func startsUnit(p []byte) bool {
-	if len(p) > 3 && p[0]&0x1f == nalSTAPA {
-		p = p[3:]
-	}
-	if len(p) == 0 {
-		return false
-	}
-	switch p[0] & 0x1f {
-	case nalAUD, nalSEI, nalSPS, nalPPS:
-		return true
-	}
-	return false
+	starts := false
+	_ = simulcast.WalkH264(p, func(u simulcast.H264NALU) bool {
+		switch u.Type {
+		case nalAUD, nalSEI, nalSPS, nalPPS:
+			starts = !u.Fragment
+		}
+		return false // the first unit decides
+	})
+	return starts
 }
 
 // lost notes a gap in the sequence: the unit being built and any started
@@ -132,59 +131,41 @@ func (a *H264Assembler) lost() {
 
 // depacketize adds a payload's NAL units to the unit being built.
 func (a *H264Assembler) depacketize(p []byte) error {
-	if len(p) < 1 {
-		return fmt.Errorf("%w: empty payload", ErrH264Packet)
-	}
-	switch t := p[0] & 0x1f; {
-	case t >= 1 && t <= 23:
-		a.inFU = false
-		return a.addNALU(p)
-	case t == nalSTAPA:
-		a.inFU = false
-		return a.addSTAPA(p[1:])
-	case t == nalFUA:
-		return a.addFUA(p)
-	default:
-		return fmt.Errorf("%w: NAL unit type %d", ErrUnsupported, t)
-	}
-}
-
-// addSTAPA adds the NAL units aggregated in a STAP-A payload.
-func (a *H264Assembler) addSTAPA(p []byte) error {
-	for len(p) > 0 {
-		if len(p) < 2 {
-			return fmt.Errorf("%w: truncated STAP-A size", ErrH264Packet)
+	var err error
+	walkErr := simulcast.WalkH264(p, func(u simulcast.H264NALU) bool {
+		if u.Fragment {
+			err = a.addFragment(u)
+		} else {
+			a.inFU = false
+			err = a.addNALU(u.Data)
 		}
-		size := int(p[0])<<8 | int(p[1])
-		p = p[2:]
-		if size == 0 || size > len(p) {
-			return fmt.Errorf("%w: STAP-A unit of %d bytes in %d", ErrH264Packet, size, len(p))
-		}
-		if err := a.addNALU(p[:size]); err != nil {
-			return err
-		}
-		p = p[size:]
+		return err == nil
+	})
+	switch {
+	case err != nil:
+		return err
+	case errors.Is(walkErr, simulcast.ErrH264Unsupported):
+		return fmt.Errorf("%w: NAL unit type %d", ErrUnsupported, p[0]&0x1f)
+	case walkErr != nil:
+		return fmt.Errorf("%w: %w", ErrH264Packet, walkErr)
 	}
 	return nil
 }
 
-// addFUA adds a fragment of an FU-A; the last one completes its NAL unit.
-func (a *H264Assembler) addFUA(p []byte) error {
-	if len(p) < 2 {
-		return fmt.Errorf("%w: truncated FU-A", ErrH264Packet)
-	}
-	start, end := p[1]&0x80 != 0, p[1]&0x40 != 0
-	if start {
-		a.fu = append(a.fu[:0], p[0]&0xe0|p[1]&0x1f)
+// addFragment adds a fragment of an FU-A; the last one completes its NAL
+// unit.
+func (a *H264Assembler) addFragment(u simulcast.H264NALU) error {
+	if u.Start {
+		a.fu = append(a.fu[:0], u.Header)
 		a.inFU = true
 	} else if !a.inFU {
 		return fmt.Errorf("%w: FU-A fragment without its start", ErrH264Packet)
 	}
-	if len(a.fu)+len(p)-2 > maxAUSize {
+	if len(a.fu)+len(u.Data) > maxAUSize {
 		return fmt.Errorf("%w: fragmented NAL unit over %d bytes", ErrH264TooBig, maxAUSize)
 	}
-	a.fu = append(a.fu, p[2:]...)
-	if !end {
+	a.fu = append(a.fu, u.Data...)
+	if !u.End {
 		return nil
 	}
 	a.inFU = false

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/fanout-sfu/fanout/simulcast"
 )
 
 // Test NAL units: the header byte (nal_ref_idc 3) and a body naming them.
@@ -48,7 +50,7 @@ func fuA(n []byte, size int) [][]byte {
 		if end == len(body) {
 			hdr |= 0x40
 		}
-		out = append(out, append([]byte{n[0]&0xe0 | nalFUA, hdr}, body[i:end]...))
+		out = append(out, append([]byte{n[0]&0xe0 | simulcast.H264NALFUA, hdr}, body[i:end]...))
 	}
 	return out
 }

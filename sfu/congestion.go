@@ -13,8 +13,9 @@ const estimateLogInterval = 2 * time.Second
 
 // congestion estimates the bandwidth of one subscriber connection from the
 // transport-wide feedback its client sends (or REMB, from clients that send
-// that instead). The estimate is logged and exposed; the allocator that
-// turns it into layer targets comes with probing (issue 5).
+// that instead). The subscriber's allocation reads the estimate to choose
+// every DownTrack's layer and to probe for more (allocation.go); it is also
+// logged and exposed (Participant.BandwidthEstimate).
 type congestion struct {
 	rec *twccRecorder
 	log *slog.Logger
@@ -57,7 +58,8 @@ func (c *congestion) estimate() uint64 {
 	return c.est.Estimate(time.Now().UnixNano())
 }
 
-// restore undoes a decrease that a failed probe caused (see prober).
+// restore undoes a decrease that a failed probe caused: the allocation
+// calls it when its prober reports the probe failed (allocation.step).
 func (c *congestion) restore(bps uint64) {
 	c.mu.Lock()
 	c.est.Restore(bps)

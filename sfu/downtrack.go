@@ -142,10 +142,17 @@ type DownTrack struct {
 
 	// Retransmission state, used from the RTCP goroutine.
 	rtxMu   sync.Mutex
-	rtxSeen *[vp8History]rtxRecord // video: retransmissions per output packet
-	rtxBuf  [MaxPacketSize]byte
-	rtxPkt  rtp.Packet
-	rtx     writeScratch
+	rtxSeen *[vp8History]rtxRecord // retransmissions per output packet
+	// rtxTokens is the byte budget left for retransmissions; rtxEarned the
+	// forwarded bytes already turned into budget (see spendRTXBudget).
+	rtxTokens int64
+	rtxEarned uint64
+	rtxBuf    [MaxPacketSize]byte
+	rtxPkt    rtp.Packet
+	rtx       writeScratch
+	// Retransmissions sent (and their bytes) and NACKed packets refused
+	// by the limits, read by RetransmitStats.
+	rtxPackets, rtxBytes, rtxRefused atomic.Uint64
 }
 
 // NewDownTrack creates a DownTrack for a track; add it to the subscriber's
@@ -171,9 +178,8 @@ func NewDownTrack(p DownTrackParams) *DownTrack {
 	if d.codec == simulcast.CodecVP8 {
 		d.vp8Sent = new([vp8History]sentVP8)
 	}
-	if d.kind == webrtc.RTPCodecTypeVideo {
-		d.rtxSeen = new([vp8History]rtxRecord)
-	}
+	d.rtxSeen = new([vp8History]rtxRecord)
+	d.rtxTokens = rtxBudgetBurst
 	for i := range d.scratch {
 		d.scratch[i].hdr.Extensions = d.scratch[i].ext[:0]
 	}
@@ -581,10 +587,8 @@ func (d *DownTrack) handleRTCP(pkts []rtcp.Packet) {
 		case *rtcp.ReceiverReport:
 			d.recordReports(p.Reports)
 		case *rtcp.TransportLayerNack:
-			for _, pair := range p.Nacks {
-				for _, seq := range pair.PacketList() {
-					d.retransmit(seq)
-				}
+			for i := range p.Nacks {
+				p.Nacks[i].Range(d.retransmitOne) // PacketList would allocate
 			}
 		}
 	}
@@ -715,7 +719,9 @@ func (d *DownTrack) retransmit(outSeq uint16) {
 	now := time.Now().UnixNano()
 	d.rtxMu.Lock()
 	defer d.rtxMu.Unlock()
-	if !d.mayRetransmit(outSeq, now) {
+	seen, ok := d.mayRetransmit(outSeq, now)
+	if !ok {
+		d.rtxRefused.Add(1)
 		return
 	}
 	n, ok := d.p.Track.ReadCached(int8(src.Layer), src.Seq, d.rtxBuf[:])
@@ -736,46 +742,15 @@ func (d *DownTrack) retransmit(outSeq uint16) {
 	}
 	h := &d.rtxPkt.Header
 	fillHeader(&d.rtx.hdr, b, h, outSeq, h.Timestamp-src.TSOffset)
+	size := d.rtx.hdr.MarshalSize() + len(payload) + rtxExtAllowance
+	if !d.spendRTXBudget(size) {
+		d.rtxRefused.Add(1)
+		return
+	}
+	seen.note(outSeq, now)
 	d.write(b, &d.rtx.headerScratch, payload, now)
-}
-
-// Retransmission limits: a receiver that keeps asking for packets a
-// congested link keeps losing (pion's NACK generator asks every 100 ms,
-// without limit) would otherwise get a retransmission storm that starves
-// the link of new media.
-const (
-	// maxRetransmits is how often one packet is sent again at most.
-	maxRetransmits = 3
-	// minRetransmitGap spaces the retransmissions of one packet, at least
-	// one round trip.
-	minRetransmitGap = 50 * time.Millisecond
-)
-
-// rtxRecord counts the retransmissions of one output packet.
-type rtxRecord struct {
-	seq   uint16
-	count uint8
-	at    int64
-}
-
-// mayRetransmit reports whether outSeq may be sent again at now, and
-// counts it. Callers hold d.rtxMu.
-func (d *DownTrack) mayRetransmit(outSeq uint16, now int64) bool {
-	if d.rtxSeen == nil {
-		return true
-	}
-	gap := max(int64(minRetransmitGap), d.rr.rttNS.Load())
-	r := &d.rtxSeen[outSeq%vp8History]
-	if r.count == 0 || r.seq != outSeq {
-		*r = rtxRecord{seq: outSeq, count: 1, at: now}
-		return true
-	}
-	if r.count >= maxRetransmits || now-r.at < gap {
-		return false
-	}
-	r.count++
-	r.at = now
-	return true
+	d.rtxPackets.Add(1)
+	d.rtxBytes.Add(uint64(size))
 }
 
 // rewriteCachedVP8 gives a retransmitted VP8 packet the descriptor it was

@@ -23,7 +23,8 @@ var dynacastDownDelay = 3 * time.Second
 type publishedTrack struct {
 	info *livekit.TrackInfo // guarded by publisher.mu
 	up   *UpTrack
-	// dyn is nil for tracks without simulcast layers.
+	// dyn is nil for audio tracks. A video track has one even without
+	// simulcast: sendQualities then tells the publisher nothing.
 	dyn *dynacast
 }
 
@@ -35,8 +36,9 @@ func newPublishedTrack(info *livekit.TrackInfo, up *UpTrack, send func(*livekit.
 	return t
 }
 
-// wantLayer records the highest spatial layer a sink (a subscriber, later
-// a relay or an egress) wants of the track; -1 wants none.
+// wantLayer records the highest spatial layer a sink wants of the track;
+// -1 wants none. Only subscribers' DownTracks record wants: an egress
+// records none.
 func (t *publishedTrack) wantLayer(sink string, layer int8) {
 	if t.dyn != nil {
 		t.dyn.set(sink, layer)

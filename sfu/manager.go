@@ -10,12 +10,21 @@ import (
 	"github.com/livekit/protocol/livekit"
 )
 
+// Room timeouts used where none is given (zero): a room with nobody in it
+// always closes eventually, as in LiveKit.
+const (
+	DefaultEmptyTimeout     = 5 * time.Minute
+	DefaultDepartureTimeout = 20 * time.Second
+)
+
 // ManagerParams configures the node's room manager.
 type ManagerParams struct {
 	Transport  *Transport
 	ServerInfo *livekit.ServerInfo
 	ICEServers []*livekit.ICEServer
 	// Room defaults; a CreateRoom request may override the timeouts.
+	// Zero (or negative) timeouts mean DefaultEmptyTimeout and
+	// DefaultDepartureTimeout: there is no "never".
 	EmptyTimeout       time.Duration
 	DepartureTimeout   time.Duration
 	ParticipantTimeout time.Duration
@@ -38,6 +47,12 @@ type Manager struct {
 func NewManager(p ManagerParams) *Manager {
 	if p.Logger == nil {
 		p.Logger = slog.Default()
+	}
+	if p.EmptyTimeout <= 0 {
+		p.EmptyTimeout = DefaultEmptyTimeout
+	}
+	if p.DepartureTimeout <= 0 {
+		p.DepartureTimeout = DefaultDepartureTimeout
 	}
 	return &Manager{params: p, rooms: map[livekit.RoomName]*Room{}}
 }

@@ -364,6 +364,7 @@ func (pub *publisher) unpublish(id livekit.TrackID) {
 	}
 	p := pub.p
 	p.log.Info("track unpublished", "track", id)
+	p.room.forgetTrackChoices(id) // everyone's, subscribed or not
 	if p.closed.Load() {
 		return
 	}

@@ -134,9 +134,12 @@ func (p *Participant) UpdateSubscriptions(trackIDs []livekit.TrackID, subscribe 
 			}
 			continue
 		}
-		p.sub.mu.Lock()
-		p.sub.explicit[id] = subscribe
-		p.sub.mu.Unlock()
+		if !p.sub.rememberExplicit(pub, id, subscribe) {
+			if subscribe {
+				missing = append(missing, id) // unpublished meanwhile
+			}
+			continue
+		}
 		if !subscribe {
 			p.sub.unsubscribe(id)
 			continue

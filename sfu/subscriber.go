@@ -241,11 +241,7 @@ func (s *subscriber) unsubscribe(id livekit.TrackID) {
 // trackEnded drops a subscription whose track was unpublished, and the
 // choices recorded for it.
 func (s *subscriber) trackEnded(id livekit.TrackID) {
-	s.mu.Lock()
-	delete(s.explicit, id)
-	delete(s.disabled, id)
-	delete(s.maxLayer, id)
-	s.mu.Unlock()
+	s.forgetTrack(id)
 	s.unsubscribe(id)
 	s.mu.Lock()
 	empty := len(s.subs) == 0 && !s.closed
@@ -299,8 +295,11 @@ func (p *Participant) updateTrackSetting(owner *Participant, t *publishedTrack, 
 		layer = maxLayerFor(owner.pub.layers(t), req.Quality, req.Width, req.Height)
 	}
 	s.mu.Lock()
-	s.disabled[id] = req.Disabled
-	if layer >= 0 {
+	remember := s.roomForChoiceLocked(id)
+	if remember {
+		s.disabled[id] = req.Disabled
+	}
+	if remember && layer >= 0 {
 		s.maxLayer[id] = layer
 	}
 	sub := s.subs[id]
@@ -312,6 +311,9 @@ func (p *Participant) updateTrackSetting(owner *Participant, t *publishedTrack, 
 		}
 	}
 	s.mu.Unlock()
+	if remember {
+		s.stillPublished(owner, id) // forgets the choice if the track just went
+	}
 	if sub != nil {
 		t.wantLayer(sub.dt.SinkID(), sub.wantedLayer())
 		s.alloc.trigger()

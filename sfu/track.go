@@ -9,8 +9,9 @@ import (
 	"github.com/fanout-sfu/fanout/simulcast"
 )
 
-// PacketReader is where a Track reads RTP from: a *webrtc.TrackRemote, or a
-// relay link from another node. The SFU cannot tell them apart.
+// PacketReader is where a Track reads RTP from: a *webrtc.TrackRemote
+// today (a relay link from another node would be one too: the SFU could
+// not tell them apart).
 type PacketReader interface {
 	Read(b []byte) (int, interceptor.Attributes, error)
 }
@@ -18,15 +19,20 @@ type PacketReader interface {
 // Packet is one received RTP packet as handed to sinks. It and everything it
 // points to are valid only during Sink.WriteRTP.
 type Packet struct {
-	Header   *rtp.Header
-	Payload  []byte // without padding
-	Raw      []byte // the packet as received
-	Arrival  int64  // unix nanoseconds
+	Header  *rtp.Header
+	Payload []byte // without padding
+	Raw     []byte // the packet as received
+	Arrival int64  // unix nanoseconds
+	// Keyframe marks a packet a decoder can start at: for VP8 the first
+	// packet of a keyframe, for H.264 one carrying an SPS or IDR slice
+	// (see simulcast.IsKeyframe). Never set on a late (reordered or
+	// retransmitted) packet: an old keyframe must not pass for a new one.
 	Keyframe bool
 	// Layer is the spatial (simulcast) layer the packet arrived on.
 	Layer int8
 	// FrameStart marks the first packet of a frame (VP8 S bit on partition
-	// 0; always set for codecs whose frames the SFU does not parse).
+	// 0; set for every packet of codecs whose frames the SFU does not
+	// parse). Never set on a late packet either.
 	FrameStart bool
 	// TID is the temporal layer id (-1: none) and LayerSync the VP8 Y bit.
 	TID       int8
@@ -41,9 +47,11 @@ type Packet struct {
 	HasAudioLevel bool
 }
 
-// Sink receives the packets of a Track: a subscriber's DownTrack, a relay to
-// another node, an egress. WriteRTP runs on the track's reader goroutine: it
-// must never block and never keep pkt.
+// Sink receives the packets of a Track: a subscriber's DownTrack, an
+// egress (a relay to another node would be one too). WriteRTP runs on the
+// reader goroutine of the packet's layer, one per simulcast layer, so calls
+// for different layers may come at once: it must never block and never
+// keep pkt.
 type Sink interface {
 	SinkID() string
 	WriteRTP(pkt *Packet)
@@ -52,8 +60,9 @@ type Sink interface {
 }
 
 // LayerListener is implemented by sinks that want to know when the set of
-// simulcast layers the publisher sends changes. LayersChanged may run on a
-// reader goroutine: it must not block.
+// simulcast layers the publisher sends changes. LayersChanged runs on a
+// reader goroutine, or on the room's periodic check for layers that
+// stopped (UpTrack.ExpireLayers): it must not block.
 type LayerListener interface {
 	LayersChanged(avail simulcast.LayerMask)
 }

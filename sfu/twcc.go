@@ -42,8 +42,11 @@ type twccRecorder struct {
 	mu      sync.Mutex // guards history
 	history [sendHistorySize]sentRecord
 
-	fbMu    sync.Mutex // guards results (feedback may come on any RTCP reader)
+	fbMu    sync.Mutex // guards results and the counts below (feedback may come on any RTCP reader)
 	results []simulcast.PacketResult
+	// walked counts the packet statuses of feedback looked at, rejected
+	// the feedback packets refused for naming packets never sent.
+	walked, rejected uint64
 }
 
 func newTWCCRecorder(onFeedback func(int64, []simulcast.PacketResult), onREMB func(int64, uint64)) *twccRecorder {
@@ -111,19 +114,26 @@ func (r *twccRecorder) feedback(now int64, fb *rtcp.TransportLayerCC) {
 	r.fbMu.Lock()
 	defer r.fbMu.Unlock()
 	r.results = r.results[:0]
+	count, skip, ok := r.feedbackSpan(fb.BaseSequenceNumber, fb.PacketStatusCount)
+	if !ok {
+		r.rejected++
+		return
+	}
 	arrival := int64(fb.ReferenceTime) * int64(64*time.Millisecond)
-	seq, left, delta := fb.BaseSequenceNumber, int(fb.PacketStatusCount), 0
+	seq, left, delta := fb.BaseSequenceNumber, count, 0
 	status := func(symbol uint16) {
-		if left == 0 {
-			return
-		}
 		left--
+		r.walked++
 		received := symbol == rtcp.TypeTCCPacketReceivedSmallDelta || symbol == rtcp.TypeTCCPacketReceivedLargeDelta
 		if received && delta < len(fb.RecvDeltas) {
 			arrival += fb.RecvDeltas[delta].Delta * int64(time.Microsecond)
 			delta++
 		}
-		r.addResult(seq, received, arrival)
+		if skip > 0 {
+			skip-- // older than the history: no lookup
+		} else {
+			r.addResult(seq, received, arrival)
+		}
 		seq++
 	}
 	for _, chunk := range fb.PacketChunks {
@@ -134,13 +144,47 @@ func (r *twccRecorder) feedback(now int64, fb *rtcp.TransportLayerCC) {
 			}
 		case *rtcp.StatusVectorChunk:
 			for _, s := range c.SymbolList {
+				if left == 0 {
+					break
+				}
 				status(s)
 			}
+		}
+		if left == 0 {
+			break
 		}
 	}
 	if len(r.results) > 0 && r.onFeedback != nil {
 		r.onFeedback(now, r.results)
 	}
+}
+
+// feedbackSpan bounds the work a feedback packet makes by what was sent:
+// a count of statuses of 65535 takes a packet of a few dozen bytes. A
+// feedback naming packets never sent (beyond the newest, which no
+// receiver can have seen, or before the first) is refused (ok false), and
+// so is one whose base is over a whole history behind the history: at
+// most two histories of statuses are walked. Of the count statuses
+// walked, the first skip are older than the history and get no lookup.
+func (r *twccRecorder) feedbackSpan(base, statuses uint16) (count, skip int, ok bool) {
+	total := r.seq.Load() // packets stamped so far (wrapping after 2^32)
+	if total == 0 || statuses == 0 {
+		return 0, 0, false
+	}
+	behind := int(uint16(total-1) - base) // how far base is before the newest
+	window := int(min(total, sendHistorySize))
+	switch {
+	case int(statuses) > behind+1:
+		return 0, 0, false // reaches beyond the newest (or base is ahead of it)
+	case uint32(behind) >= total:
+		return 0, 0, false // before the first packet
+	case behind >= 2*window:
+		return 0, 0, false // far behind the history
+	}
+	if behind >= window {
+		skip = behind - window + 1
+	}
+	return int(statuses), skip, true
 }
 
 // addResult adds the fate of one packet, if it is still in the history.

@@ -567,3 +567,9 @@ func (t *UpTrack) SenderReport(layer int8) (simulcast.SenderReport, bool) {
 	}
 	return simulcast.SenderReport{}, false
 }
+
+// Discarded counts the packets received but not forwarded: malformed ones,
+// and duplicates or packets too old to forward (Stats counts the others).
+func (t *UpTrack) Discarded() (malformed, dropped uint64) {
+	return t.badPkts.Load(), t.dropped.Load()
+}

@@ -31,8 +31,10 @@ const (
 type egressService struct {
 	s  *Server
 	mu sync.Mutex
-	// egresses by id, finished ones included (ListEgress shows them).
+	// egresses by id, finished ones included (ListEgress shows them)
+	// for history after they ended.
 	egresses map[string]*egressRecord
+	history  time.Duration
 }
 
 // egressRecord is one egress: its info and, while it runs, its output.
@@ -47,7 +49,7 @@ type egressRecord struct {
 var _ livekit.Egress = (*egressService)(nil)
 
 func newEgressService(s *Server) *egressService {
-	return &egressService{s: s, egresses: map[string]*egressRecord{}}
+	return &egressService{s: s, egresses: map[string]*egressRecord{}, history: egressHistory}
 }
 
 // handler serves the Twirp API with the caller's grants in the context.
@@ -164,6 +166,7 @@ func (es *egressService) start(info *livekit.EgressInfo, roomName string, videoI
 	h, err := egress.Start(params)
 	if err != nil {
 		rec.end(livekit.EgressStatus_EGRESS_FAILED, err.Error())
+		es.forgetLater()
 		es.s.p.Logger.Info("egress failed", "egress", info.EgressId, "err", err)
 		return rec.snapshot(), twirp.NewError(twirp.FailedPrecondition, err.Error())
 	}
@@ -175,15 +178,27 @@ func (es *egressService) start(info *livekit.EgressInfo, roomName string, videoI
 	return rec.snapshot(), nil
 }
 
-// pruneLocked forgets egresses that ended over egressHistory ago, so the
-// list does not grow with the node's uptime. Callers hold es.mu.
+// pruneLocked forgets egresses that ended over es.history ago, so the
+// list does not grow with the node's uptime. forgetLater does it for each
+// egress as it ends, this on each start and list in case one was missed.
+// Callers hold es.mu.
 func (es *egressService) pruneLocked() {
-	cutoff := time.Now().Add(-egressHistory).UnixNano()
+	cutoff := time.Now().Add(-es.history).UnixNano()
 	for id, rec := range es.egresses {
-		if ended := rec.snapshot().EndedAt; ended != 0 && ended < cutoff {
+		if ended := rec.endedAt(); ended != 0 && ended <= cutoff {
 			delete(es.egresses, id)
 		}
 	}
+}
+
+// forgetLater forgets an egress that ended once es.history passed, on a
+// timer: a node nobody asks for its egresses does not keep them either.
+func (es *egressService) forgetLater() {
+	time.AfterFunc(es.history, func() {
+		es.mu.Lock()
+		es.pruneLocked()
+		es.mu.Unlock()
+	})
 }
 
 // watch moves an egress to ACTIVE when its playlist exists, and ends it
@@ -207,6 +222,7 @@ func (es *egressService) watch(rec *egressRecord, h *egress.HLS) {
 	rec.setStatus(livekit.EgressStatus_EGRESS_STARTING, livekit.EgressStatus_EGRESS_ENDING)
 	h.Stop()
 	rec.end(livekit.EgressStatus_EGRESS_COMPLETE, "")
+	es.forgetLater()
 	es.s.p.Logger.Info("egress complete", "egress", rec.snapshot().EgressId, "queue_drops", h.Drops())
 	time.AfterFunc(egressLinger, func() {
 		rec.mu.Lock()
@@ -233,6 +249,13 @@ func (rec *egressRecord) end(status livekit.EgressStatus, errText string) {
 	rec.info.Status, rec.info.Error, rec.info.EndedAt, rec.info.UpdatedAt = status, errText, now, now
 }
 
+// endedAt is when the egress ended (unix nanoseconds), 0 while it runs.
+func (rec *egressRecord) endedAt() int64 {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return rec.info.EndedAt
+}
+
 // snapshot copies the egress's info.
 func (rec *egressRecord) snapshot() *livekit.EgressInfo {
 	rec.mu.Lock()
@@ -246,6 +269,7 @@ func (es *egressService) ListEgress(ctx context.Context, req *livekit.ListEgress
 		return nil, err
 	}
 	es.mu.Lock()
+	es.pruneLocked()
 	recs := make([]*egressRecord, 0, len(es.egresses))
 	for _, rec := range es.egresses {
 		recs = append(recs, rec)

@@ -40,7 +40,8 @@ func IsKeyframe(c Codec, payload []byte) bool {
 	case CodecOpus:
 		return true
 	case CodecVP8:
-		return isVP8Keyframe(payload)
+		var d VP8Descriptor
+		return ParseVP8(payload, &d) == nil && d.Keyframe
 	case CodecVP9:
 		return isVP9Keyframe(payload)
 	case CodecH264:
@@ -49,48 +50,6 @@ func IsKeyframe(c Codec, payload []byte) bool {
 		return isAV1Keyframe(payload)
 	}
 	return false
-}
-
-// isVP8Keyframe parses the VP8 payload descriptor (RFC 7741 section 4.2) and
-// checks the P bit of the first partition's frame header.
-func isVP8Keyframe(p []byte) bool {
-	if len(p) < 1 {
-		return false
-	}
-	x := p[0]&0x80 != 0
-	start := p[0]&0x10 != 0
-	pid := p[0] & 0x07
-	if !start || pid != 0 {
-		return false
-	}
-	i := 1
-	if x {
-		if len(p) < 2 {
-			return false
-		}
-		ext := p[1]
-		i = 2
-		if ext&0x80 != 0 { // I: PictureID present
-			if len(p) <= i {
-				return false
-			}
-			if p[i]&0x80 != 0 {
-				i += 2
-			} else {
-				i++
-			}
-		}
-		if ext&0x40 != 0 { // L: TL0PICIDX
-			i++
-		}
-		if ext&0x30 != 0 { // T or K: TID/Y/KEYIDX byte
-			i++
-		}
-	}
-	if len(p) <= i {
-		return false
-	}
-	return p[i]&0x01 == 0
 }
 
 // isVP9Keyframe checks the flexible/non-flexible VP9 payload descriptor
@@ -125,47 +84,6 @@ func isVP9Keyframe(p []byte) bool {
 	}
 	sid := (p[i] >> 1) & 0x07
 	return sid == 0
-}
-
-// H.264 NAL unit types that matter for keyframe detection (RFC 6184).
-const (
-	h264NALIDR   = 5
-	h264NALSPS   = 7
-	h264NALPPS   = 8
-	h264NALSTAPA = 24
-	h264NALFUA   = 28
-)
-
-// isH264Keyframe reports an IDR slice or an SPS, whether sent as a single NAL
-// unit, aggregated in STAP-A, or as the first fragment of an FU-A.
-func isH264Keyframe(p []byte) bool {
-	if len(p) < 1 {
-		return false
-	}
-	switch nal := p[0] & 0x1f; nal {
-	case h264NALIDR, h264NALSPS:
-		return true
-	case h264NALSTAPA:
-		for i := 1; i+2 < len(p); {
-			size := int(p[i])<<8 | int(p[i+1])
-			i += 2
-			if size == 0 || i+size > len(p) {
-				return false
-			}
-			t := p[i] & 0x1f
-			if t == h264NALIDR || t == h264NALSPS {
-				return true
-			}
-			i += size
-		}
-	case h264NALFUA:
-		if len(p) < 2 {
-			return false
-		}
-		startBit := p[1]&0x80 != 0
-		return startBit && p[1]&0x1f == h264NALIDR
-	}
-	return false
 }
 
 // isAV1Keyframe checks the AV1 aggregation header's N bit (first packet of a

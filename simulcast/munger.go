@@ -28,8 +28,8 @@ func (r *seqRange) offset() uint64 { return r.inStart - r.outStart }
 
 // Munger rewrites the sequence numbers and timestamps of one forwarded stream
 // so the subscriber sees a continuous stream across pauses, layer switches
-// and dropped padding. The first packet keeps its sequence number and
-// timestamp; later ones are shifted by offsets that change only when the
+// and dropped padding. The zero value waits for its first packet, which
+// keeps its sequence number and timestamp; later ones are shifted by offsets that change only when the
 // input stream restarts (SwitchLayer) and on padding drops.
 //
 // Munge, SwitchLayer and InsertPadding must not run concurrently with each
@@ -57,9 +57,6 @@ type Munger struct {
 	head   int // index of the current (open) range
 	count  int // ranges in use, the current one included
 }
-
-// NewMunger returns a Munger waiting for its first packet.
-func NewMunger() *Munger { return &Munger{} }
 
 // SwitchLayer tells the munger that the next packet given to Munge starts
 // an input stream anew: another simulcast layer, with its own sequence

@@ -299,7 +299,7 @@ func TestMunger(t *testing.T) {
 	}{"only the last ranges are remembered", steps, unmunge})
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
-			m := NewMunger()
+			m := &Munger{}
 			for i, s := range tt.steps {
 				if s.pause && s.layer > 0 {
 					m.SwitchLayer(uint8(s.layer - 1))
@@ -347,7 +347,7 @@ func TestElapsedTicks(t *testing.T) {
 // drops and pauses changing the ranges) under -race, and checks that every
 // mapping returned is consistent with what Munge produced.
 func TestMungerConcurrentUnmunge(t *testing.T) {
-	m := NewMunger()
+	m := &Munger{}
 	var sent [1 << 16]atomic.Uint32 // out seq -> in seq + 1 (0: never sent)
 	var newestOut atomic.Uint32
 	var done atomic.Bool
@@ -390,7 +390,7 @@ func TestMungerConcurrentUnmunge(t *testing.T) {
 }
 
 func BenchmarkMungerMunge(b *testing.B) {
-	m := NewMunger()
+	m := &Munger{}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		if _, _, ok := m.Munge(uint16(i), uint32(i)*3000, int64(i)*33*ms, videoClock, false); !ok {
@@ -400,7 +400,7 @@ func BenchmarkMungerMunge(b *testing.B) {
 }
 
 func BenchmarkMungerUnmungeSeq(b *testing.B) {
-	m := NewMunger()
+	m := &Munger{}
 	for i := 0; i < 1000; i++ {
 		m.Munge(uint16(i), uint32(i)*3000, int64(i)*33*ms, videoClock, i%100 == 50)
 	}
@@ -433,7 +433,7 @@ func TestMungerAlignedSwitch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := NewMunger()
+			m := &Munger{}
 			// Layer 0: frames every 33 ms at 3000 ticks, 0..6000, output unchanged.
 			for i := 0; i < 3; i++ {
 				if _, _, ok := m.Munge(uint16(10+i), uint32(3000*i), int64(i)*33*ms, videoClock, false); !ok {
@@ -481,7 +481,7 @@ func TestTimestampDelta(t *testing.T) {
 // number, a NACK for the padding maps to nothing, and a run of padding
 // does not use up remembered ranges.
 func TestMungerInsertPadding(t *testing.T) {
-	m := NewMunger()
+	m := &Munger{}
 	if _, _, ok := m.InsertPadding(); ok {
 		t.Fatal("padding before the first packet")
 	}

@@ -105,8 +105,8 @@ func (c *Config) iceServers() []*livekit.ICEServer {
 
 // RoomConfig holds room defaults.
 type RoomConfig struct {
-	EmptyTimeout       Duration `yaml:"empty_timeout"`       // close an empty room after, default 5m
-	DepartureTimeout   Duration `yaml:"departure_timeout"`   // close room after the last participant left, default 20s
+	EmptyTimeout       Duration `yaml:"empty_timeout"`       // close an empty room after, default (and 0) 5m
+	DepartureTimeout   Duration `yaml:"departure_timeout"`   // close room after the last participant left, default (and 0) 20s
 	ParticipantTimeout Duration `yaml:"participant_timeout"` // remove a participant whose signal connection vanished without leave, default 20s
 	MaxParticipants    int      `yaml:"max_participants"`    // 0 = unlimited
 }

@@ -1,0 +1,99 @@
+package sfu
+
+import "time"
+
+// Retransmission limits. A receiver that keeps asking for packets a
+// congested link keeps losing (pion's NACK generator asks every 100 ms,
+// without limit), or one that asks on purpose, would otherwise get a
+// retransmission storm that starves the link of new media and costs the
+// node a write per NACKed packet: every packet, audio and video alike, is
+// sent again at most maxRetransmits times, at least minRetransmitGap (or
+// the measured round trip) apart, and all of a DownTrack's retransmissions
+// together fit in a byte budget earned by what it forwarded.
+const (
+	// maxRetransmits is how often one packet is sent again at most.
+	maxRetransmits = 3
+	// minRetransmitGap spaces the retransmissions of one packet, at least
+	// one round trip.
+	minRetransmitGap = 50 * time.Millisecond
+	// Retransmissions may add rtxBudgetShareNum/rtxBudgetShareDen of the
+	// bytes forwarded (media and probe padding) to the stream...
+	rtxBudgetShareNum, rtxBudgetShareDen = 1, 4
+	// ...and at most rtxBudgetBurst bytes at once: the budget is a token
+	// bucket, full at the start, that forwarding refills.
+	rtxBudgetBurst = 64 << 10
+	// rtxExtAllowance covers the transport-wide sequence number extension
+	// the write adds to a retransmission's header.
+	rtxExtAllowance = 8
+)
+
+// RTXStats counts a DownTrack's retransmissions.
+type RTXStats struct {
+	Packets uint64 // retransmissions sent
+	Bytes   uint64 // their bytes (headers included)
+	// Refused counts NACKed packets not sent again because of the
+	// limits: asked too often, too soon, or over the byte budget.
+	Refused uint64
+}
+
+// RetransmitStats returns the retransmissions sent and refused so far.
+func (d *DownTrack) RetransmitStats() RTXStats {
+	return RTXStats{Packets: d.rtxPackets.Load(), Bytes: d.rtxBytes.Load(), Refused: d.rtxRefused.Load()}
+}
+
+// retransmitOne retransmits one NACKed packet and goes on to the next.
+func (d *DownTrack) retransmitOne(seq uint16) bool {
+	d.retransmit(seq)
+	return true
+}
+
+// rtxRecord counts the retransmissions of one output packet.
+type rtxRecord struct {
+	seq   uint16
+	count uint8
+	at    int64
+}
+
+// note counts a retransmission of outSeq at now.
+func (r *rtxRecord) note(outSeq uint16, now int64) {
+	if r.count == 0 || r.seq != outSeq {
+		*r = rtxRecord{seq: outSeq, count: 1, at: now}
+		return
+	}
+	r.count++
+	r.at = now
+}
+
+// mayRetransmit reports whether outSeq may be sent again at now, and the
+// record to note it in once it is sent. Callers hold d.rtxMu.
+func (d *DownTrack) mayRetransmit(outSeq uint16, now int64) (*rtxRecord, bool) {
+	r := &d.rtxSeen[outSeq%vp8History]
+	if r.count == 0 || r.seq != outSeq {
+		return r, true
+	}
+	gap := max(int64(minRetransmitGap), d.rr.rttNS.Load())
+	if r.count >= maxRetransmits || now-r.at < gap {
+		return r, false
+	}
+	return r, true
+}
+
+// spendRTXBudget takes size bytes from the retransmission budget, first
+// adding the share of the bytes forwarded since the last call, and reports
+// whether they were there. Callers hold d.rtxMu.
+func (d *DownTrack) spendRTXBudget(size int) bool {
+	var forwarded uint64
+	if all, rtx := d.bytes.Load(), d.rtxBytes.Load(); all > rtx {
+		forwarded = all - rtx
+	}
+	if forwarded > d.rtxEarned {
+		earned := (forwarded - d.rtxEarned) * rtxBudgetShareNum / rtxBudgetShareDen
+		d.rtxTokens = min(d.rtxTokens+int64(min(earned, rtxBudgetBurst)), rtxBudgetBurst)
+		d.rtxEarned = forwarded
+	}
+	if d.rtxTokens < int64(size) {
+		return false
+	}
+	d.rtxTokens -= int64(size)
+	return true
+}
