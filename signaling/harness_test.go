@@ -52,6 +52,13 @@ type nodeOptions struct {
 	connectTimeout time.Duration
 	// hlsForIngress gives WHIP broadcasters an HLS egress.
 	hlsForIngress bool
+	// limits and sfuLimits bound clients (zero fields: the defaults);
+	// maxParticipants is room.max_participants.
+	limits          signaling.Limits
+	sfuLimits       sfu.Limits
+	maxParticipants int
+	// timeouts, when set, serve through signaling.NewHTTPServer with them.
+	timeouts *signaling.HTTPTimeouts
 }
 
 func startNode(t *testing.T, opts nodeOptions) *node {
@@ -81,14 +88,20 @@ func startNode(t *testing.T, opts nodeOptions) *node {
 		DepartureTimeout:   opts.departureTimeout,
 		ParticipantTimeout: opts.participantTimeout,
 		QualityInterval:    opts.qualityInterval,
+		Limits:             opts.sfuLimits,
+		MaxParticipants:    opts.maxParticipants,
 		Logger:             log,
 	})
 	mux := http.NewServeMux()
 	signaling.NewServer(signaling.ServerParams{
 		Rooms: rooms, Keys: signaling.StaticKeys(map[string]string{testKey: testSecret}), Logger: log,
-		ConnectTimeout: opts.connectTimeout, HLSForIngress: opts.hlsForIngress,
+		ConnectTimeout: opts.connectTimeout, HLSForIngress: opts.hlsForIngress, Limits: opts.limits,
 	}).Register(mux)
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewUnstartedServer(mux)
+	if opts.timeouts != nil {
+		srv.Config = signaling.NewHTTPServer(mux, *opts.timeouts)
+	}
+	srv.Start()
 	n := &node{t: t, transport: tr, rooms: rooms, http: srv, wsURL: "ws" + strings.TrimPrefix(srv.URL, "http")}
 	t.Cleanup(n.stop)
 	return n
