@@ -53,6 +53,9 @@ bench-hls:
 fuzz:
 	$(GO) test -run xxx -fuzz FuzzSignalRequest -fuzztime 30s ./signaling/
 	$(GO) test -run xxx -fuzz FuzzParseSDPFrag -fuzztime 30s ./signaling/
+	$(GO) test -run xxx -fuzz FuzzTwirpRoomService -fuzztime 30s ./signaling/
+	$(GO) test -run xxx -fuzz FuzzTwirpEgress -fuzztime 30s ./signaling/
+	$(GO) test -run xxx -fuzz FuzzWHIPWHEP -fuzztime 30s ./signaling/
 	$(GO) test -run xxx -fuzz FuzzUpTrackForward -fuzztime 30s ./sfu/
 	$(GO) test -run xxx -fuzz FuzzDownTrackRTCP -fuzztime 30s ./sfu/
 	$(GO) test -run xxx -fuzz FuzzKeyframe -fuzztime 30s ./simulcast/
