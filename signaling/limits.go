@@ -145,14 +145,6 @@ func (r *httpSessions) unreserve(kind string) {
 	r.pending[kind]--
 }
 
-// sessionLimit is the configured limit of a kind of HTTP session.
-func (l Limits) sessionLimit(kind string) int {
-	if kind == "whep" {
-		return l.MaxWHEPSessions
-	}
-	return l.MaxWHIPSessions
-}
-
 // refuseSession answers a WHIP or WHEP POST past its limit.
 func refuseSession(w http.ResponseWriter, err error) {
 	w.Header().Set("Retry-After", "10")

@@ -240,8 +240,8 @@ func (rs *roomService) SendData(ctx context.Context, req *livekit.SendDataReques
 		return nil, err
 	}
 	if maxSize := r.Limits().MaxDataPacketSize; len(req.Data) > maxSize {
-		return nil, twirp.InvalidArgumentError("data", fmt.Sprintf("%s: %d > limits.max_data_packet_size %d",
-			sfu.ErrDataTooLarge, len(req.Data), maxSize))
+		return nil, twirp.InvalidArgumentError("data", fmt.Sprintf("is too large: %d > limits.max_data_packet_size %d",
+			len(req.Data), maxSize))
 	}
 	kind := req.Kind
 	dests := append([]string{}, req.DestinationIdentities...)
