@@ -122,12 +122,13 @@ func Start(p Params) (*HLS, error) {
 	e.emitAU = e.writeVideo
 	e.red = p.Audio != nil && strings.EqualFold(p.Audio.Codec().MimeType, "audio/red")
 	e.pool.New = func() any { return &input{buf: make([]byte, 0, sfu.MaxPacketSize)} }
+	layer := e.layer // run owns e.layer from now on (followLayers)
 	go e.run()
 	p.Video.AddSink(&sink{e: e, id: "EG|" + p.ID + "|video"})
 	if p.Audio != nil {
 		p.Audio.AddSink(&sink{e: e, id: "EG|" + p.ID + "|audio", audio: true})
 	}
-	p.Video.RequestKeyframe(e.layer)
+	p.Video.RequestKeyframe(layer)
 	return e, nil
 }
 

@@ -24,3 +24,17 @@ var (
 	ErrBadSDP              = errors.New("malformed session description")
 	ErrNoRemoteDescription = errors.New("no remote description yet")
 )
+
+// Errors of a request past one of the node's limits (Limits).
+var (
+	ErrTooManyRooms       = errors.New("too many rooms on this node")
+	ErrTooManyTracks      = errors.New("too many tracks published by this participant")
+	ErrTooManyLayers      = errors.New("too many simulcast layers")
+	ErrTrackNameTooLong   = errors.New("track name too long")
+	ErrBadAddTrack        = errors.New("malformed addTrack request")
+	ErrNameTooLong        = errors.New("name too long")
+	ErrMetadataTooLarge   = errors.New("metadata too large")
+	ErrAttributesTooLarge = errors.New("attributes too large")
+	ErrDataTooLarge       = errors.New("data packet too large")
+	ErrDataRateLimited    = errors.New("data packets sent too fast")
+)

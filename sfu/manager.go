@@ -32,7 +32,9 @@ type ManagerParams struct {
 	// QualityInterval is how often clients hear everyone's connection
 	// quality (default 5 s).
 	QualityInterval time.Duration
-	Logger          *slog.Logger
+	// Limits bound what clients may send; zero fields take DefaultLimits.
+	Limits Limits
+	Logger *slog.Logger
 }
 
 // Manager holds the rooms of this node.
@@ -76,12 +78,18 @@ func (m *Manager) GetOrCreateRoom(name livekit.RoomName, opts RoomOptions) (*Roo
 	if r := m.rooms[name]; r != nil {
 		return r, false, nil
 	}
+	if err := m.params.Limits.checkRooms(len(m.rooms)); err != nil {
+		return nil, false, err
+	}
+	if err := m.params.Limits.CheckMetadata(nil, &opts.Metadata, nil); err != nil {
+		return nil, false, err
+	}
 	p := RoomParams{
 		Name: name, Transport: m.params.Transport, ServerInfo: m.params.ServerInfo,
 		ICEServers: m.params.ICEServers, EmptyTimeout: m.params.EmptyTimeout,
 		DepartureTimeout: m.params.DepartureTimeout, ParticipantTimeout: m.params.ParticipantTimeout,
 		MaxParticipants: m.params.MaxParticipants, Metadata: opts.Metadata, Logger: m.params.Logger,
-		QualityInterval: m.params.QualityInterval,
+		QualityInterval: m.params.QualityInterval, Limits: m.params.Limits,
 	}
 	if opts.EmptyTimeout > 0 {
 		p.EmptyTimeout = opts.EmptyTimeout

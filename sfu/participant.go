@@ -71,9 +71,10 @@ type Participant struct {
 	version        uint32
 	disconnect     livekit.DisconnectReason
 
-	pub   *publisher
-	sub   *subscriber
-	perms permissions
+	pub        *publisher
+	sub        *subscriber
+	perms      permissions
+	dataLimits *dataLimiter
 
 	updateMu   sync.Mutex // orders this participant's broadcast updates
 	closed     atomic.Bool
@@ -82,6 +83,9 @@ type Participant struct {
 }
 
 func newParticipant(room *Room, p ParticipantParams) (*Participant, error) {
+	if err := room.params.Limits.CheckMetadata(&p.Name, &p.Metadata, p.Attributes); err != nil {
+		return nil, err
+	}
 	perm := p.Permission
 	if perm == nil {
 		perm = &livekit.ParticipantPermission{CanSubscribe: true, CanPublish: true, CanPublishData: true}
@@ -102,6 +106,7 @@ func newParticipant(room *Room, p ParticipantParams) (*Participant, error) {
 		clientProtocol: p.ClientProtocol,
 		state:          livekit.ParticipantInfo_JOINING,
 		joinedAt:       time.Now(),
+		dataLimits:     newDataLimiter(room.params.Limits),
 	}
 	part.log = room.log.With("participant", part.id, "identity", p.Identity)
 	pub, err := newPublisher(part)

@@ -87,6 +87,9 @@ func (p *Participant) AddTrack(req *livekit.AddTrackRequest) (*livekit.TrackInfo
 	if req.Type != livekit.TrackType_AUDIO && req.Type != livekit.TrackType_VIDEO {
 		return nil, fmt.Errorf("type %s: %w", req.Type, ErrBadTrackType)
 	}
+	if err := p.room.params.Limits.checkAddTrack(req); err != nil {
+		return nil, err
+	}
 	info := &livekit.TrackInfo{
 		Sid: NewID(TrackPrefix), Type: req.Type, Name: req.Name, Muted: req.Muted,
 		Width: req.Width, Height: req.Height, Source: req.Source, Layers: req.Layers,
@@ -104,6 +107,9 @@ func (p *Participant) AddTrack(req *livekit.AddTrackRequest) (*livekit.TrackInfo
 	}
 	if len(pub.pending) >= maxPendingTracks {
 		return nil, ErrTooManyPending
+	}
+	if err := p.room.params.Limits.checkTrackCount(len(pub.tracks) + len(pub.pending)); err != nil {
+		return nil, err
 	}
 	pub.pending = append(pub.pending, &pendingTrack{cid: req.Cid, info: info})
 	return proto.Clone(info).(*livekit.TrackInfo), nil

@@ -23,6 +23,7 @@ type RoomParams struct {
 	MaxParticipants    int
 	QualityInterval    time.Duration // connectionQuality updates (default 5 s)
 	Metadata           string
+	Limits             Limits // what a client may send (zero fields: defaults)
 	Logger             *slog.Logger
 	// OnClose is called once when the room closes.
 	OnClose func(*Room)

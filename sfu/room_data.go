@@ -15,7 +15,8 @@ const (
 	LossyLabel    = "_lossy"
 )
 
-// MaxDataPacketSize is the largest data message relayed (bigger ones are dropped).
+// MaxDataPacketSize is the default of Limits.MaxDataPacketSize: the
+// largest data message relayed (bigger ones are dropped).
 const MaxDataPacketSize = 64 * 1024
 
 // maxBufferedData is how much a subscriber's data channel may queue before
@@ -28,12 +29,11 @@ const speakerInterval = 300 * time.Millisecond
 // handleData relays a data packet a participant sent on its publisher
 // connection to the rest of the room.
 func (r *Room) handleData(from *Participant, label string, data []byte) {
-	if len(data) > MaxDataPacketSize {
-		from.log.Debug("data packet too large, dropped", "bytes", len(data))
-		return
-	}
 	if !from.Permission().CanPublishData {
 		from.log.Debug("data packet without canPublishData, dropped")
+		return
+	}
+	if !r.checkData(from, len(data)) {
 		return
 	}
 	var pkt livekit.DataPacket

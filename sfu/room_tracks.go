@@ -209,6 +209,10 @@ func (p *Participant) UpdateMetadata(name, metadata *string, attrs map[string]st
 		p.mu.Unlock()
 		return ErrMetadataNotAllowed
 	}
+	if err := p.room.params.Limits.CheckMetadata(name, metadata, mergedAttributes(p.attributes, attrs)); err != nil {
+		p.mu.Unlock()
+		return err
+	}
 	if name != nil {
 		p.name = *name
 	}

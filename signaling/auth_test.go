@@ -293,7 +293,7 @@ func TestRoomServiceGrants(t *testing.T) {
 		{"unknown room", func(ctx context.Context) error {
 			_, err := rs.ListParticipants(ctx, &livekit.ListParticipantsRequest{Room: "nope"})
 			return err
-		}, admin(""), twirp.NotFound, "not found"},
+		}, admin("nope"), twirp.NotFound, "not found"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

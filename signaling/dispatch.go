@@ -87,7 +87,7 @@ func (s *Server) handleAddTrack(sess *session, p *sfu.Participant, req *livekit.
 		reason := livekit.RequestResponse_INVALID_REQUEST
 		if errors.Is(err, sfu.ErrPublishNotAllowed) || errors.Is(err, sfu.ErrSourceNotAllowed) {
 			reason = livekit.RequestResponse_NOT_ALLOWED
-		} else if errors.Is(err, sfu.ErrTooManyPending) {
+		} else if errors.Is(err, sfu.ErrTooManyPending) || isLimitError(err) {
 			reason = livekit.RequestResponse_LIMIT_EXCEEDED
 		}
 		reject(sess, "addTrack", reason, err, &livekit.RequestResponse_AddTrack{AddTrack: req})
@@ -128,7 +128,11 @@ func (s *Server) handleUpdateMetadata(sess *session, p *sfu.Participant, req *li
 	}
 	err := p.UpdateMetadata(namePtr, mdPtr, req.Attributes, true)
 	if err != nil {
-		reject(sess, "updateMetadata", livekit.RequestResponse_NOT_ALLOWED, err,
+		reason := livekit.RequestResponse_NOT_ALLOWED
+		if isLimitError(err) {
+			reason = livekit.RequestResponse_LIMIT_EXCEEDED
+		}
+		reject(sess, "updateMetadata", reason, err,
 			&livekit.RequestResponse_UpdateMetadata{UpdateMetadata: req})
 		return
 	}

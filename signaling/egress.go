@@ -25,6 +25,10 @@ const (
 	egressHistory = time.Hour
 )
 
+// hlsWriteTimeout bounds a blocking playlist reload: the muxer answers
+// within a few part durations, or at once when the egress ends.
+const hlsWriteTimeout = 30 * time.Second
+
 // egressService implements livekit.Egress with HLS egresses of this node:
 // StartTrackCompositeEgress, StartParticipantEgress, ListEgress and
 // StopEgress. Every method needs the roomRecord grant.
@@ -54,7 +58,7 @@ func newEgressService(s *Server) *egressService {
 
 // handler serves the Twirp API with the caller's grants in the context.
 func (es *egressService) handler() http.Handler {
-	return es.s.withGrants(livekit.NewEgressServer(es))
+	return es.s.withGrants(egressGrants, livekit.NewEgressServer(es))
 }
 
 // requireRecord checks the roomRecord grant.
@@ -161,6 +165,11 @@ func (es *egressService) start(info *livekit.EgressInfo, roomName string, videoI
 	}
 	es.mu.Lock()
 	es.pruneLocked()
+	if n, limit := es.runningLocked(), es.s.p.Limits.MaxEgresses; n >= limit {
+		es.mu.Unlock()
+		return nil, twirp.NewError(twirp.ResourceExhausted,
+			fmt.Sprintf("%s: %d egresses running on this node, limits.max_egresses is %d", ErrTooManyEgresses, n, limit))
+	}
 	es.egresses[info.EgressId] = rec
 	es.mu.Unlock()
 	h, err := egress.Start(params)
@@ -199,6 +208,17 @@ func (es *egressService) forgetLater() {
 		es.pruneLocked()
 		es.mu.Unlock()
 	})
+}
+
+// runningLocked counts the egresses not ended yet. Callers hold es.mu.
+func (es *egressService) runningLocked() int {
+	n := 0
+	for _, rec := range es.egresses {
+		if rec.snapshot().EndedAt == 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // watch moves an egress to ACTIVE when its playlist exists, and ends it
@@ -361,6 +381,12 @@ func (es *egressService) serveHLS(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		http.Error(w, fmt.Sprintf("no HLS egress %q on this node", id), http.StatusNotFound)
 		return
+	}
+	if r.URL.Query().Has("_HLS_msn") {
+		// A blocking playlist reload waits for a part that is not made
+		// yet: its write deadline starts when the wait does, not when
+		// the request arrived (HTTPTimeouts.Write).
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(hlsWriteTimeout))
 	}
 	http.StripPrefix("/hls/"+id, h).ServeHTTP(w, r)
 }

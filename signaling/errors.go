@@ -21,3 +21,13 @@ var (
 	ErrUnknownSignal   = errors.New("unsupported signal message")
 	ErrSlowClient      = errors.New("client too slow to read signal messages")
 )
+
+// Errors of a request past one of the node's limits (Limits).
+var (
+	ErrSignalRateLimited = errors.New("signal messages sent too fast")
+	ErrSignalTooLarge    = errors.New("signal message too large")
+	ErrBodyTooLarge      = errors.New("request body too large")
+	ErrBodyTimeout       = errors.New("request body not received in time")
+	ErrTooManySessions   = errors.New("session limit reached")
+	ErrTooManyEgresses   = errors.New("egress limit reached")
+)

@@ -57,6 +57,13 @@ type nodeOptions struct {
 	// listenAll serves HTTP on every interface (wsURL stays on loopback),
 	// for clients in network namespaces.
 	listenAll bool
+	// limits and sfuLimits bound clients (zero fields: the defaults);
+	// maxParticipants is room.max_participants.
+	limits          signaling.Limits
+	sfuLimits       sfu.Limits
+	maxParticipants int
+	// timeouts, when set, serve through signaling.NewHTTPServer with them.
+	timeouts *signaling.HTTPTimeouts
 }
 
 func startNode(t *testing.T, opts nodeOptions) *node {
@@ -86,14 +93,19 @@ func startNode(t *testing.T, opts nodeOptions) *node {
 		DepartureTimeout:   opts.departureTimeout,
 		ParticipantTimeout: opts.participantTimeout,
 		QualityInterval:    opts.qualityInterval,
+		Limits:             opts.sfuLimits,
+		MaxParticipants:    opts.maxParticipants,
 		Logger:             log,
 	})
 	mux := http.NewServeMux()
 	signaling.NewServer(signaling.ServerParams{
 		Rooms: rooms, Keys: signaling.StaticKeys(map[string]string{testKey: testSecret}), Logger: log,
-		ConnectTimeout: opts.connectTimeout, HLSForIngress: opts.hlsForIngress,
+		ConnectTimeout: opts.connectTimeout, HLSForIngress: opts.hlsForIngress, Limits: opts.limits,
 	}).Register(mux)
 	srv := httptest.NewUnstartedServer(mux)
+	if opts.timeouts != nil {
+		srv.Config = signaling.NewHTTPServer(mux, *opts.timeouts)
+	}
 	if opts.listenAll {
 		l, err := net.Listen("tcp", "0.0.0.0:0")
 		if err != nil {

@@ -79,10 +79,14 @@ func (s *httpSession) setETag(ufrag string) string {
 type httpSessions struct {
 	mu       sync.Mutex
 	sessions map[string]*httpSession
+	// live and pending count sessions by kind, registered and being
+	// set up, against limits.max_whip_sessions and max_whep_sessions.
+	live    map[string]int
+	pending map[string]int
 }
 
 func newHTTPSessions() *httpSessions {
-	return &httpSessions{sessions: map[string]*httpSession{}}
+	return &httpSessions{sessions: map[string]*httpSession{}, live: map[string]int{}, pending: map[string]int{}}
 }
 
 // newSession creates a session (not yet registered: add does that once
@@ -96,6 +100,9 @@ func (r *httpSessions) newSession(kind string, target livekit.SignalTarget) *htt
 func (r *httpSessions) add(s *httpSession) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.sessions[s.id] == nil {
+		r.live[s.kind]++
+	}
 	r.sessions[s.id] = s
 }
 
@@ -104,6 +111,7 @@ func (r *httpSessions) remove(s *httpSession) {
 	defer r.mu.Unlock()
 	if r.sessions[s.id] == s {
 		delete(r.sessions, s.id)
+		r.live[s.kind]--
 	}
 }
 
@@ -166,8 +174,33 @@ func statusForAnswer(err error) int {
 		return http.StatusForbidden
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
+	case isLimitError(err):
+		return http.StatusBadRequest
 	}
 	return http.StatusInternalServerError
+}
+
+// isLimitError reports whether err is a request past one of the SFU's
+// per-request limits (its own size: a client error).
+func isLimitError(err error) bool {
+	for _, e := range []error{sfu.ErrNameTooLong, sfu.ErrMetadataTooLarge, sfu.ErrAttributesTooLarge,
+		sfu.ErrTooManyTracks, sfu.ErrTooManyLayers, sfu.ErrTrackNameTooLong, sfu.ErrBadAddTrack} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// joinStatus maps an error from joining a room over /rtc to an HTTP status.
+func joinStatus(err error) int {
+	switch {
+	case errors.Is(err, sfu.ErrRoomFull):
+		return http.StatusForbidden
+	case isLimitError(err):
+		return http.StatusBadRequest
+	}
+	return http.StatusServiceUnavailable
 }
 
 // writeAnswer sends the 201 of a session whose participant answered: the

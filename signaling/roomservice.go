@@ -18,24 +18,10 @@ import (
 type grantsKey struct{}
 
 // roomServiceHandler serves livekit.RoomService over Twirp; the token in the
-// Authorization header is verified before any method runs.
+// Authorization header and the method's grant are checked before the
+// body is read (withGrants).
 func (s *Server) roomServiceHandler() http.Handler {
-	return s.withGrants(livekit.NewRoomServiceServer(&roomService{s: s}))
-}
-
-// withGrants verifies the request's token and puts its grants, or the
-// error, in the context for a Twirp service's methods (grantsFrom).
-func (s *Server) withGrants(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		grants, err := verifyToken(s.p.Keys, tokenFromRequest(r))
-		ctx := r.Context()
-		if err == nil {
-			ctx = context.WithValue(ctx, grantsKey{}, grants)
-		} else {
-			ctx = context.WithValue(ctx, grantsKey{}, err)
-		}
-		h.ServeHTTP(w, r.WithContext(ctx))
-	})
+	return s.withGrants(roomServiceGrants, livekit.NewRoomServiceServer(&roomService{s: s}))
 }
 
 // roomService implements livekit.RoomService on the node's rooms.
@@ -67,6 +53,8 @@ func requireGrant(ctx context.Context, name string, ok func(*auth.VideoGrant) bo
 }
 
 // requireAdmin checks roomAdmin for the named room and returns the room.
+// As in LiveKit, roomAdmin applies to the token's own room only: a token
+// that names no room administers none.
 func (rs *roomService) requireAdmin(ctx context.Context, room string) (*sfu.Room, error) {
 	g, err := grantsFrom(ctx)
 	if err != nil {
@@ -75,12 +63,16 @@ func (rs *roomService) requireAdmin(ctx context.Context, room string) (*sfu.Room
 	if g.Video == nil || !g.Video.RoomAdmin {
 		return nil, twirp.NewError(twirp.PermissionDenied, ErrNotAllowed.Error()+": token lacks the roomAdmin grant")
 	}
-	if g.Video.Room != "" && g.Video.Room != room {
-		return nil, twirp.NewError(twirp.PermissionDenied,
-			fmt.Sprintf("%s: token is for room %q, not %q", ErrWrongRoom, g.Video.Room, room))
-	}
 	if room == "" {
 		return nil, twirp.RequiredArgumentError("room")
+	}
+	if g.Video.Room == "" {
+		return nil, twirp.NewError(twirp.PermissionDenied,
+			fmt.Sprintf("%s: the roomAdmin grant names no room; it applies to the token's own room only (set room %q in the token)", ErrWrongRoom, room))
+	}
+	if g.Video.Room != room {
+		return nil, twirp.NewError(twirp.PermissionDenied,
+			fmt.Sprintf("%s: token is for room %q, not %q", ErrWrongRoom, g.Video.Room, room))
 	}
 	r := rs.s.p.Rooms.Room(livekit.RoomName(room))
 	if r == nil {
@@ -117,7 +109,7 @@ func (rs *roomService) CreateRoom(ctx context.Context, req *livekit.CreateRoomRe
 		Metadata:         req.Metadata,
 	})
 	if err != nil {
-		return nil, twirp.InternalErrorWith(err)
+		return nil, limitTwirpError(err)
 	}
 	return r.Info(), nil
 }
@@ -208,7 +200,7 @@ func (rs *roomService) UpdateParticipant(ctx context.Context, req *livekit.Updat
 	}
 	if name != nil || md != nil || len(req.Attributes) > 0 {
 		if err := p.UpdateMetadata(name, md, req.Attributes, false); err != nil {
-			return nil, twirp.InternalErrorWith(err)
+			return nil, limitTwirpError(err)
 		}
 	}
 	if req.Permission != nil {
@@ -247,8 +239,9 @@ func (rs *roomService) SendData(ctx context.Context, req *livekit.SendDataReques
 	if err != nil {
 		return nil, err
 	}
-	if len(req.Data) > sfu.MaxDataPacketSize {
-		return nil, twirp.InvalidArgumentError("data", fmt.Sprintf("larger than %d bytes", sfu.MaxDataPacketSize))
+	if maxSize := r.Limits().MaxDataPacketSize; len(req.Data) > maxSize {
+		return nil, twirp.InvalidArgumentError("data", fmt.Sprintf("is too large: %d > limits.max_data_packet_size %d",
+			len(req.Data), maxSize))
 	}
 	kind := req.Kind
 	dests := append([]string{}, req.DestinationIdentities...)
@@ -268,7 +261,24 @@ func (rs *roomService) UpdateRoomMetadata(ctx context.Context, req *livekit.Upda
 	if err != nil {
 		return nil, err
 	}
-	return r.SetMetadata(req.Metadata), nil
+	info, err := r.UpdateMetadata(req.Metadata)
+	if err != nil {
+		return nil, limitTwirpError(err)
+	}
+	return info, nil
+}
+
+// limitTwirpError maps an error of the SFU to a Twirp error: a request
+// past a limit is InvalidArgument (its own size) or ResourceExhausted
+// (the node's capacity), anything else internal.
+func limitTwirpError(err error) error {
+	switch {
+	case errors.Is(err, sfu.ErrNameTooLong), errors.Is(err, sfu.ErrMetadataTooLarge), errors.Is(err, sfu.ErrAttributesTooLarge):
+		return twirp.NewError(twirp.InvalidArgument, err.Error())
+	case errors.Is(err, sfu.ErrTooManyRooms):
+		return twirp.NewError(twirp.ResourceExhausted, err.Error())
+	}
+	return twirp.InternalErrorWith(err)
 }
 
 // ForwardParticipant needs several nodes; not served by a single node.

@@ -41,11 +41,7 @@ func (s *Server) handleRTC(w http.ResponseWriter, r *http.Request) {
 	protocol, _ := strconv.Atoi(q.Get("protocol"))
 	part, join, err := room.Join(participantParams(grants, q.Get("auto_subscribe") != "0" && q.Get("auto_subscribe") != "false", int32(protocol), sess))
 	if err != nil {
-		status := http.StatusServiceUnavailable
-		if errors.Is(err, sfu.ErrRoomFull) {
-			status = http.StatusForbidden
-		}
-		http.Error(w, "join failed: "+err.Error(), status)
+		http.Error(w, "join failed: "+err.Error(), joinStatus(err))
 		return
 	}
 	conn, err := s.upgrader.Upgrade(w, r, nil)
@@ -109,9 +105,10 @@ func (s *Server) readLoop(sess *session, part *sfu.Participant) bool {
 	extend := func() { _ = conn.SetReadDeadline(time.Now().Add(s.p.PingTimeout)) }
 	extend()
 	conn.SetPongHandler(func(string) error { extend(); return nil })
+	limiter := newSignalLimiter(s.p.Limits)
 	for {
-		kind, data, err := readMessage(conn)
-		if err != nil && !errors.Is(err, ErrMalformedSignal) {
+		kind, data, err := readMessage(conn, s.p.Limits.MaxSignalMessageSize)
+		if err != nil && !errors.Is(err, ErrMalformedSignal) && !errors.Is(err, ErrSignalTooLarge) {
 			sess.log.Debug("signal read ended", "err", err)
 			return false
 		}
@@ -120,8 +117,14 @@ func (s *Server) readLoop(sess *session, part *sfu.Participant) bool {
 			extend()
 			req, err = decodeRequest(sess, kind, data)
 		}
+		if err == nil {
+			err = s.limitRate(sess, limiter, req)
+		}
+		if errors.Is(err, errDropped) {
+			continue
+		}
 		if err != nil {
-			sess.log.Info("malformed signal message, closing", "err", err)
+			sess.log.Info("signal connection closed by the server", "err", err)
 			sess.abort(err)
 			part.Close(livekit.DisconnectReason_SIGNAL_CLOSE, false)
 			return false
@@ -132,20 +135,40 @@ func (s *Server) readLoop(sess *session, part *sfu.Participant) bool {
 	}
 }
 
-// readMessage reads one message of at most MaxMessageSize bytes. It does
-// not use gorilla's read limit, which closes the connection itself with
-// an empty reason: the caller closes with one.
-func readMessage(conn *websocket.Conn) (int, []byte, error) {
+// errDropped marks a message dropped by the rate limit.
+var errDropped = errors.New("dropped")
+
+// limitRate applies the signal rate limit to one request: nil to handle
+// it, errDropped to skip it (the client told why, now and then), or the
+// error to disconnect the client with.
+func (s *Server) limitRate(sess *session, limiter *signalLimiter, req *livekit.SignalRequest) error {
+	v, warn := limiter.check(req, time.Now())
+	switch v {
+	case accept:
+		return nil
+	case disconnect:
+		return fmt.Errorf("%w; too many dropped, disconnected", limiter.rateError())
+	}
+	if warn {
+		reject(sess, "request dropped", livekit.RequestResponse_LIMIT_EXCEEDED, limiter.rateError(), nil)
+	}
+	return errDropped
+}
+
+// readMessage reads one message of at most limit bytes. It does not use
+// gorilla's read limit, which closes the connection itself with an empty
+// reason: the caller closes with one.
+func readMessage(conn *websocket.Conn, limit int) (int, []byte, error) {
 	kind, r, err := conn.NextReader()
 	if err != nil {
 		return 0, nil, err
 	}
-	data, err := io.ReadAll(io.LimitReader(r, MaxMessageSize+1))
+	data, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
 	if err != nil {
 		return 0, nil, err
 	}
-	if len(data) > MaxMessageSize {
-		return 0, nil, fmt.Errorf("%w: frame larger than %d bytes", ErrMalformedSignal, MaxMessageSize)
+	if len(data) > limit {
+		return 0, nil, fmt.Errorf("%w: frame larger than limits.max_signal_message_size %d bytes", ErrSignalTooLarge, limit)
 	}
 	return kind, data, nil
 }

@@ -37,7 +37,9 @@ type ServerParams struct {
 	// ConnectTimeout: a WHIP or WHEP session whose connection is not up
 	// this long after its answer ends (default sfu.DefaultConnectTimeout).
 	ConnectTimeout time.Duration
-	Logger         *slog.Logger
+	// Limits bound what clients may send; zero fields take DefaultLimits.
+	Limits Limits
+	Logger *slog.Logger
 }
 
 // Server handles the client-facing HTTP endpoints.
@@ -59,6 +61,7 @@ func NewServer(p ServerParams) *Server {
 	if p.Logger == nil {
 		p.Logger = slog.Default()
 	}
+	p.Limits = p.Limits.withDefaults()
 	s := &Server{p: p, sessions: newHTTPSessions(), upgrader: websocket.Upgrader{
 		ReadBufferSize: 4096, WriteBufferSize: 4096,
 		CheckOrigin: func(*http.Request) bool { return true },

@@ -15,7 +15,8 @@ import (
 
 // Limits of one signal connection.
 const (
-	// MaxMessageSize is the largest signal frame accepted (larger closes the connection).
+	// MaxMessageSize is the default of Limits.MaxSignalMessageSize: the
+	// largest signal frame accepted (larger closes the connection).
 	MaxMessageSize = 1 << 20
 	// sendQueueSize is how many responses may wait for a slow client.
 	sendQueueSize = 1024
@@ -210,6 +211,8 @@ func closeCodeFor(err error) int {
 	switch {
 	case errors.Is(err, ErrMalformedSignal):
 		return websocket.CloseUnsupportedData
+	case errors.Is(err, ErrSignalTooLarge):
+		return websocket.CloseMessageTooBig
 	case errors.Is(err, ErrSlowClient):
 		return websocket.ClosePolicyViolation
 	}

@@ -25,6 +25,11 @@ func (s *Server) handleWHEP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if err := s.sessions.reserve("whep", s.p.Limits.MaxWHEPSessions); err != nil {
+		refuseSession(w, err)
+		return
+	}
+	defer s.sessions.unreserve("whep")
 	from := r.URL.Query().Get("participant")
 	if from == "" {
 		httpError(w, http.StatusBadRequest, "name the participant to play: POST /whep?participant=IDENTITY")

@@ -25,6 +25,11 @@ func (s *Server) handleWHIP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if err := s.sessions.reserve("whip", s.p.Limits.MaxWHIPSessions); err != nil {
+		refuseSession(w, err)
+		return
+	}
+	defer s.sessions.unreserve("whip")
 	room, _, err := s.p.Rooms.GetOrCreateRoom(livekit.RoomName(grants.Video.Room), sfu.RoomOptions{})
 	if err != nil {
 		httpError(w, http.StatusServiceUnavailable, "room unavailable: %v", err)

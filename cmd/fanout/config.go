@@ -77,6 +77,7 @@ type Config struct {
 	LogLevel string            `yaml:"log_level"` // debug|info|warn|error, default info (debug with --dev)
 	Room     RoomConfig        `yaml:"room"`
 	Egress   EgressConfig      `yaml:"egress"`
+	Limits   LimitsConfig      `yaml:"limits"`
 	// ICEServers are STUN/TURN servers handed to clients: in join
 	// responses, and in WHIP and WHEP responses' Link headers.
 	ICEServers []ICEServerConfig `yaml:"ice_servers"`
@@ -124,6 +125,7 @@ func defaultConfig() Config {
 			DepartureTimeout:   Duration(20 * time.Second),
 			ParticipantTimeout: Duration(20 * time.Second),
 		},
+		Limits: defaultLimits(),
 	}
 }
 
@@ -303,7 +305,7 @@ func (c *Config) validate() error {
 	if _, ok := logLevels[c.LogLevel]; !ok {
 		errs = append(errs, fmt.Errorf("log_level %q is not one of debug, info, warn, error", c.LogLevel))
 	}
-	errs = append(errs, c.Room.validate())
+	errs = append(errs, c.Room.validate(), c.Limits.validate())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}

@@ -392,3 +392,34 @@ func TestParseKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestLimitsConfig: the limits: section is read from YAML over the
+// defaults, reaches the SFU and the signaling layer, and refuses a limit
+// that is zero or negative, or a signal size no offer fits in.
+func TestLimitsConfig(t *testing.T) {
+	path := writeFile(t, "keys: {k1: "+goodSecret+"}\nlimits:\n  max_rooms: 7\n  signal_rate: 2.5\n  max_egresses: 3\n")
+	cfg, err := LoadConfig([]string{"--config", path}, envMap(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := defaultLimits()
+	want.MaxRooms, want.SignalRate, want.MaxEgresses = 7, 2.5, 3
+	if cfg.Limits != want {
+		t.Fatalf("limits %+v, want %+v", cfg.Limits, want)
+	}
+	if s, g := cfg.Limits.sfu(), cfg.Limits.signaling(); s.MaxRooms != 7 || g.SignalRate != 2.5 || g.MaxEgresses != 3 ||
+		s.MaxDataPacketSize != want.MaxDataPacketSize || g.MaxWHEPSessions != want.MaxWHEPSessions {
+		t.Fatalf("sfu %+v, signaling %+v", s, g)
+	}
+	for _, tc := range []struct{ yaml, err string }{
+		{"max_rooms: 0", "limits.max_rooms 0 must be positive"},
+		{"data_packet_rate: -1", "limits.data_packet_rate -1 must be positive"},
+		{"max_signal_message_size: 1000", "limits.max_signal_message_size 1000 is below 16384"},
+		{"max_whip_session: 3", "field max_whip_session not found"},
+	} {
+		path := writeFile(t, "keys: {k1: "+goodSecret+"}\nlimits:\n  "+tc.yaml+"\n")
+		if _, err := LoadConfig([]string{"--config", path}, envMap(nil)); err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("%s: got %v, want %q", tc.yaml, err, tc.err)
+		}
+	}
+}

@@ -52,13 +52,14 @@ func serve(cfg *Config) error {
 		ParticipantTimeout: cfg.Room.ParticipantTimeout.Std(),
 		MaxParticipants:    cfg.Room.MaxParticipants,
 		ICEServers:         cfg.iceServers(),
+		Limits:             cfg.Limits.sfu(),
 		Logger:             log,
 	})
 	defer rooms.Close()
 	mux := http.NewServeMux()
 	signaling.NewServer(signaling.ServerParams{
 		Rooms: rooms, Keys: signaling.StaticKeys(cfg.Keys), ICEServers: cfg.iceServers(), Logger: log,
-		HLSForIngress: cfg.Egress.HLSForIngress,
+		HLSForIngress: cfg.Egress.HLSForIngress, Limits: cfg.Limits.signaling(),
 	}).Register(mux)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	registerWeb(mux, cfg)
@@ -67,7 +68,7 @@ func serve(cfg *Config) error {
 	if err != nil {
 		return fmt.Errorf("listen http %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := signaling.NewHTTPServer(mux, signaling.DefaultHTTPTimeouts())
 	log.Info("fanout started", "version", version, "http", ln.Addr().String(), "udp", cfg.UDPPort,
 		"tcp", cfg.TCPPort, "node_ip", cfg.NodeIP, "dev", cfg.Dev, "node", nodeID)
 	errc := make(chan error, 1)
