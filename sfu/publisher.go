@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/livekit/protocol/livekit"
@@ -28,6 +29,7 @@ type publisher struct {
 	pending []*pendingTrack
 	tracks  map[livekit.TrackID]*publishedTrack
 	order   []livekit.TrackID
+	count   atomic.Int32 // len(tracks), readable without mu
 	// layered are the simulcast transceivers by mid: pion reports each
 	// layer in its own goroutine, so the first one creates the track and
 	// the others wait for it and join it as layers.
@@ -226,15 +228,8 @@ func (pub *publisher) publishRemote(remote *webrtc.TrackRemote, receiver *webrtc
 	if remote.Kind() == webrtc.RTPCodecTypeVideo {
 		pub.noteLayer(track, layer, uint32(remote.SSRC()), remote.RID() != "")
 	}
-	pub.mu.Lock()
-	pub.tracks[up.ID()] = track
-	pub.order = append(pub.order, up.ID())
-	pub.mu.Unlock()
+	pub.register(track)
 	p.log.Info("track published", "track", up.ID(), "mime", pt.info.MimeType, "source", pt.info.Source.String(), "rid", remote.RID())
-	go func() {
-		up.Run()
-		pub.unpublish(up.ID())
-	}()
 	if remote.Kind() == webrtc.RTPCodecTypeVideo {
 		go readSenderReports(receiver, remote, up, layer)
 	}
@@ -242,6 +237,21 @@ func (pub *publisher) publishRemote(remote *webrtc.TrackRemote, receiver *webrtc
 	p.room.broadcastParticipant(p)
 	p.room.onTrackPublished(p, track)
 	return up
+}
+
+// register adds a published track to the publisher and starts reading it;
+// it is unpublished once its reader ends.
+func (pub *publisher) register(track *publishedTrack) {
+	up := track.up
+	pub.mu.Lock()
+	pub.tracks[up.ID()] = track
+	pub.order = append(pub.order, up.ID())
+	pub.count.Store(int32(len(pub.tracks)))
+	pub.mu.Unlock()
+	go func() {
+		up.Run()
+		pub.unpublish(up.ID())
+	}()
 }
 
 // readSenderReports hands a video layer's sender reports to its track (to
@@ -338,14 +348,16 @@ func (pub *publisher) unpublish(id livekit.TrackID) {
 	if ok && t.info.Mid != "" {
 		delete(pub.layered, t.info.Mid)
 	}
-	if ok && t.dyn != nil {
-		t.dyn.close()
-	}
 	delete(pub.tracks, id)
 	pub.order = slices.DeleteFunc(pub.order, func(t livekit.TrackID) bool { return t == id })
+	pub.count.Store(int32(len(pub.tracks)))
 	pub.mu.Unlock()
 	if !ok {
 		return
+	}
+	if t.dyn != nil {
+		// Outside pub.mu: dynacast's sends take pub.mu.
+		t.dyn.close()
 	}
 	p := pub.p
 	p.log.Info("track unpublished", "track", id)
@@ -366,12 +378,9 @@ func (pub *publisher) track(id livekit.TrackID) *publishedTrack {
 	return pub.tracks[id]
 }
 
-// trackCount is the number of tracks published.
-func (pub *publisher) trackCount() int {
-	pub.mu.Lock()
-	defer pub.mu.Unlock()
-	return len(pub.tracks)
-}
+// trackCount is the number of tracks published; it takes no lock, so the
+// room may ask it of every participant without waiting for a busy one.
+func (pub *publisher) trackCount() int { return int(pub.count.Load()) }
 
 // publishedTracks lists the participant's tracks in publication order.
 func (pub *publisher) publishedTracks() []*publishedTrack {
