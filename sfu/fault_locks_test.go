@@ -245,3 +245,97 @@ func TestFault9KeyframeRequestDoesNotBlockForwarding(t *testing.T) {
 		t.Fatalf("%d PLIs written within the rate limit, want 1", n)
 	}
 }
+
+// holdingHook returns a hook that blocks until release is closed, and a
+// channel closed when it is first entered.
+func holdingHook() (hook func(), entered, release chan struct{}) {
+	entered, release = make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(entered) })
+		<-release
+	}, entered, release
+}
+
+// Fault 9c: while a participant's subscriber offer is being made (pion's
+// CreateOffer held by a test hook), the room's calls into it, asking for
+// a negotiation and subscribing to a newly published track, return at
+// once. Before the fix negMu was held across the pion calls.
+func TestFault9NegotiationDoesNotBlockRoom(t *testing.T) {
+	r := newTestRoom(t)
+	pubP, _ := r.join(t, "publisher")
+	pubP.Start()
+	viewer, sig := r.join(t, "viewer")
+	hook, entered, release := holdingHook()
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	defer releaseOnce()
+	viewer.sub.beforeOffer = hook
+	viewer.Start() // its first offer is made negotiationDelay later
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first offer was never made")
+	}
+	within(t, "requestNegotiation during an offer", 2*time.Second, viewer.sub.requestNegotiation)
+	reader := newGateReader()
+	var track *publishedTrack
+	within(t, "publishing to a room whose subscriber is mid-offer", 2*time.Second, func() {
+		track = publishTest(pubP, webrtc.RTPCodecTypeVideo, reader, nil)
+	})
+	if viewer.DownTrack(track.up.ID()) == nil {
+		t.Fatal("the viewer did not subscribe to the new track")
+	}
+	releaseOnce()
+	deadline := time.Now().Add(5 * time.Second)
+	for sig.n("offer") < 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := sig.n("offer"); n != 1 {
+		t.Fatalf("%d offers sent, want 1 (the next waits for the answer)", n)
+	}
+	close(reader.pkts)
+	<-track.up.Done()
+}
+
+// Fault 9c: a subscribe whose transceiver is being added (pion may wait
+// for a negotiation there) holds no lock the room needs: the
+// participant's subscription list and mute updates answer meanwhile, and
+// an unsubscribe meanwhile wins.
+func TestFault9SubscribeDoesNotHoldLockAcrossPion(t *testing.T) {
+	r := newTestRoom(t)
+	pubP, _ := r.join(t, "publisher")
+	pubP.Start()
+	viewer, _ := r.join(t, "viewer")
+	viewer.Start()
+	hook, entered, release := holdingHook()
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	defer releaseOnce()
+	add := viewer.sub.addTransceiver
+	viewer.sub.addTransceiver = func(tl webrtc.TrackLocal, init ...webrtc.RTPTransceiverInit) (*webrtc.RTPTransceiver, error) {
+		hook()
+		return add(tl, init...)
+	}
+	reader := newGateReader()
+	published := make(chan *publishedTrack, 1)
+	go func() { published <- publishTest(pubP, webrtc.RTPCodecTypeVideo, reader, nil) }()
+	<-entered
+	within(t, "SubscribedTracks during AddTransceiverFromTrack", 2*time.Second, func() { viewer.SubscribedTracks() })
+	within(t, "setMuted during AddTransceiverFromTrack", 2*time.Second, func() { viewer.sub.setMuted("TR_other", true) })
+	var id livekit.TrackID
+	within(t, "finding the track being subscribed", 2*time.Second, func() {
+		for _, tr := range pubP.pub.publishedTracks() {
+			id = tr.up.ID()
+		}
+	})
+	within(t, "unsubscribe during AddTransceiverFromTrack", 2*time.Second, func() { viewer.sub.unsubscribe(id) })
+	releaseOnce()
+	track := <-published
+	if dt := viewer.DownTrack(track.up.ID()); dt != nil {
+		t.Fatal("a subscribe cancelled while its transceiver was added went ahead")
+	}
+	if n := track.up.SinkCount(); n != 0 {
+		t.Fatalf("track has %d sinks after the cancelled subscribe, want 0", n)
+	}
+	close(reader.pkts)
+	<-track.up.Done()
+}
