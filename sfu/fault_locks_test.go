@@ -339,3 +339,67 @@ func TestFault9SubscribeDoesNotHoldLockAcrossPion(t *testing.T) {
 	close(reader.pkts)
 	<-track.up.Done()
 }
+
+// fakeLayer is a simulcast layer as pion delivers it: a reader with an
+// SSRC and a RID.
+type fakeLayer struct {
+	*gateReader
+	ssrc webrtc.SSRC
+	rid  string
+}
+
+func (l *fakeLayer) SSRC() webrtc.SSRC { return l.ssrc }
+func (l *fakeLayer) RID() string       { return l.rid }
+
+// Fault 3: a simulcast layer whose track is created late (after the five
+// seconds the old code waited) joins it. Before the fix addLayer read the
+// track unsynchronized after its timeout (the race detector reports it)
+// and dropped the layer silently.
+func TestFault3LateLayerJoinsTrack(t *testing.T) {
+	r := newTestRoom(t)
+	p, _ := r.join(t, "publisher")
+	p.Start()
+	lt, first := p.pub.claimLayered("0")
+	if !first {
+		t.Fatal("claimLayered: not first")
+	}
+	second := &fakeLayer{gateReader: newGateReader(), ssrc: 2, rid: "h"}
+	added := make(chan struct{})
+	go func() {
+		p.pub.addLayer(lt, second, 1)
+		close(added)
+	}()
+	time.Sleep(5200 * time.Millisecond) // the first layer's track comes late
+	reader := newGateReader()
+	track := publishTest(p, webrtc.RTPCodecTypeVideo, reader, nil)
+	lt.up, lt.track = track.up, track
+	close(lt.ready)
+	watchdog(t, "addLayer after its track was created", 5*time.Second, added)
+	if track.up.layers[1].Load() == nil {
+		t.Fatal("the late layer was dropped: not read by the track")
+	}
+	close(second.pkts)
+	close(reader.pkts)
+	<-track.up.Done()
+}
+
+// Fault 3: a layer waiting for a track that never comes stops waiting
+// when the connection closes, and its packets are still read (drained)
+// until it ends.
+func TestFault3LayerWaitEndsWithConnection(t *testing.T) {
+	r := newTestRoom(t)
+	p, _ := r.join(t, "publisher")
+	p.Start()
+	lt, _ := p.pub.claimLayered("0")
+	layer := &fakeLayer{gateReader: &gateReader{pkts: make(chan []byte)}, ssrc: 2, rid: "f"} // unbuffered: a send is a read
+	added := make(chan struct{})
+	go func() {
+		p.pub.addLayer(lt, layer, 2)
+		close(added)
+	}()
+	time.Sleep(20 * time.Millisecond)
+	p.Close(livekit.DisconnectReason_CLIENT_INITIATED, false)
+	watchdog(t, "addLayer after the connection closed", 2*time.Second, added)
+	within(t, "a packet of the drained layer to be read", 2*time.Second, func() { layer.pkts <- []byte{0x80} })
+	close(layer.pkts)
+}

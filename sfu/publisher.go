@@ -5,7 +5,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/livekit/protocol/livekit"
 	"github.com/pion/rtcp"
@@ -34,9 +33,14 @@ type publisher struct {
 	// layer in its own goroutine, so the first one creates the track and
 	// the others wait for it and join it as layers.
 	layered map[string]*layeredTrack
+	// done is closed when the connection closes: simulcast layers
+	// waiting for their track stop waiting.
+	done      chan struct{}
+	closeOnce sync.Once
 }
 
 // layeredTrack is a simulcast transceiver's track while its layers arrive.
+// The fields are written once, before ready is closed, and read after.
 type layeredTrack struct {
 	ready    chan struct{} // closed once up is set (nil: no track)
 	up       *UpTrack
@@ -57,6 +61,7 @@ func newPublisher(p *Participant) (*publisher, error) {
 	pub := &publisher{
 		p: p, pc: newPeerConn(pc),
 		tracks: map[livekit.TrackID]*publishedTrack{}, layered: map[string]*layeredTrack{},
+		done: make(chan struct{}),
 	}
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) { p.sendTrickle(livekit.SignalTarget_PUBLISHER, c) })
 	pc.OnTrack(pub.onTrack)
@@ -162,27 +167,45 @@ func (pub *publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPRe
 			return
 		}
 	}
-	up := pub.publishRemote(remote, receiver, mid, layer)
+	track := pub.publishRemote(remote, receiver, mid, layer)
 	if lt != nil {
-		lt.up, lt.receiver = up, receiver
-		if up != nil {
-			lt.track = pub.track(up.ID())
+		// The other layers may join now, before the room hears of the
+		// track (subscribing everyone may take a while).
+		if track != nil {
+			lt.up, lt.track = track.up, track
 		}
+		lt.receiver = receiver
 		close(lt.ready)
-		if up == nil {
+		if track == nil {
 			pub.releaseLayered(mid)
 		}
 	}
+	if track != nil {
+		pub.announce(track)
+	}
+}
+
+// layerSource is a received simulcast layer: a *webrtc.TrackRemote.
+type layerSource interface {
+	PacketReader
+	SSRC() webrtc.SSRC
+	RID() string
 }
 
 // addLayer joins another simulcast layer to the track its transceiver's
-// first layer created; a layer that cannot join is read and discarded.
-func (pub *publisher) addLayer(lt *layeredTrack, remote *webrtc.TrackRemote, layer int8) {
+// first layer created. It waits for that track however long it takes, or
+// until the connection closes; a layer that cannot join is said so and
+// read and discarded (see drain).
+func (pub *publisher) addLayer(lt *layeredTrack, remote layerSource, layer int8) {
 	select {
 	case <-lt.ready:
-	case <-time.After(5 * time.Second):
+	case <-pub.done:
+		pub.p.log.Warn("simulcast layer not forwarded: the connection closed before its track was published", "rid", remote.RID())
+		go drain(remote)
+		return
 	}
 	if lt.up == nil {
+		pub.p.log.Warn("simulcast layer not forwarded: its first layer was not published", "rid", remote.RID())
 		go drain(remote)
 		return
 	}
@@ -194,13 +217,16 @@ func (pub *publisher) addLayer(lt *layeredTrack, remote *webrtc.TrackRemote, lay
 	if lt.track != nil {
 		pub.noteLayer(lt.track, layer, uint32(remote.SSRC()), true)
 	}
-	go readSenderReports(lt.receiver, remote, lt.up, layer)
+	if lt.receiver != nil {
+		go readSenderReports(lt.receiver, remote, lt.up, layer)
+	}
 	pub.p.log.Debug("simulcast layer added", "track", lt.up.ID(), "rid", remote.RID(), "layer", layer)
 }
 
 // publishRemote creates the published track for a remote track (the first
-// layer of a simulcast one) and tells the room; nil if no addTrack matches.
-func (pub *publisher) publishRemote(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver, mid string, layer int8) *UpTrack {
+// layer of a simulcast one) and starts reading it; nil if no addTrack
+// matches. The room hears of it with announce.
+func (pub *publisher) publishRemote(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver, mid string, layer int8) *publishedTrack {
 	p := pub.p
 	pt := pub.takePending(remote.ID(), remote.Kind())
 	if pt == nil {
@@ -233,10 +259,15 @@ func (pub *publisher) publishRemote(remote *webrtc.TrackRemote, receiver *webrtc
 	if remote.Kind() == webrtc.RTPCodecTypeVideo {
 		go readSenderReports(receiver, remote, up, layer)
 	}
+	return track
+}
+
+// announce tells the room of a newly published track.
+func (pub *publisher) announce(track *publishedTrack) {
+	p := pub.p
 	p.bumpVersion()
 	p.room.broadcastParticipant(p)
 	p.room.onTrackPublished(p, track)
-	return up
 }
 
 // register adds a published track to the publisher and starts reading it;
@@ -257,7 +288,7 @@ func (pub *publisher) register(track *publishedTrack) {
 // readSenderReports hands a video layer's sender reports to its track (to
 // align the timestamps of simulcast layers at switches) until the receiver
 // stops.
-func readSenderReports(receiver *webrtc.RTPReceiver, remote *webrtc.TrackRemote, up *UpTrack, layer int8) {
+func readSenderReports(receiver *webrtc.RTPReceiver, remote layerSource, up *UpTrack, layer int8) {
 	ssrc := uint32(remote.SSRC())
 	for {
 		var pkts []rtcp.Packet
@@ -447,5 +478,6 @@ func (p *Participant) SetTrackMuted(id livekit.TrackID, muted, fromServer bool) 
 }
 
 func (pub *publisher) close() {
+	pub.closeOnce.Do(func() { close(pub.done) })
 	pub.pc.close()
 }
