@@ -26,3 +26,7 @@ var (
 	ErrBadSDP              = errors.New("malformed session description")
 	ErrNoRemoteDescription = errors.New("no remote description yet")
 )
+
+// ErrUnreachableAddress is a UDP destination the node's socket cannot send
+// to (an IPv6 address from an IPv4 socket, or no UDP address at all).
+var ErrUnreachableAddress = errors.New("address not reachable from the node's UDP socket")
