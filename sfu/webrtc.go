@@ -44,7 +44,7 @@ type Transport struct {
 	// sendDrops counts packets the UDP socket dropped for a full send
 	// buffer (its writes never block).
 	sendDrops func() uint64
-	publisher   *webrtc.API
+	publisher *webrtc.API
 	// A subscriber connection gets its own API: its interceptors include
 	// the connection's transport-wide congestion recorder.
 	settings     webrtc.SettingEngine
