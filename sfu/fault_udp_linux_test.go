@@ -167,3 +167,31 @@ func TestFault9UDPSendDeliversWithoutAllocating(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkUDPSendNonBlocking is one packet through the node's socket
+// wrapper (sendto included): it must report 0 allocs/op.
+func BenchmarkUDPSendNonBlocking(b *testing.B) {
+	raw, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	conn, _, err := nonBlockingSocket(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rx.Close()
+	w := conn.(interface {
+		WriteToAddrPort([]byte, netip.AddrPort) (int, error)
+	})
+	ap := rx.LocalAddr().(*net.UDPAddr).AddrPort()
+	pkt := make([]byte, 1200)
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = w.WriteToAddrPort(pkt, ap)
+	}
+}
