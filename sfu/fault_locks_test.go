@@ -403,3 +403,51 @@ func TestFault3LayerWaitEndsWithConnection(t *testing.T) {
 	within(t, "a packet of the drained layer to be read", 2*time.Second, func() { layer.pkts <- []byte{0x80} })
 	close(layer.pkts)
 }
+
+// A subscribe of a track whose subscribe is already under way returns once
+// that one has finished, with the track there (a WHEP answer is made right
+// after), and without holding a lock while it waits.
+func TestFault9SecondSubscribeWaitsForFirst(t *testing.T) {
+	r := newTestRoom(t)
+	pubP, _ := r.join(t, "publisher")
+	pubP.Start()
+	viewer, _ := r.join(t, "viewer")
+	viewer.Start()
+	hook, entered, release := holdingHook()
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	defer releaseOnce()
+	add := viewer.sub.addTransceiver
+	viewer.sub.addTransceiver = func(tl webrtc.TrackLocal, init ...webrtc.RTPTransceiverInit) (*webrtc.RTPTransceiver, error) {
+		hook()
+		return add(tl, init...)
+	}
+	reader := newGateReader()
+	published := make(chan *publishedTrack, 1)
+	go func() { published <- publishTest(pubP, webrtc.RTPCodecTypeVideo, reader, nil) }()
+	<-entered
+	var track *publishedTrack
+	within(t, "finding the track being subscribed", 2*time.Second, func() { track = pubP.pub.publishedTracks()[0] })
+	second := make(chan error, 1)
+	go func() { second <- viewer.sub.subscribe(pubP, track) }()
+	select {
+	case err := <-second:
+		t.Fatalf("second subscribe returned (%v) while the first was still adding its transceiver", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	within(t, "SubscribedTracks while two subscribes are under way", 2*time.Second, func() { viewer.SubscribedTracks() })
+	releaseOnce()
+	select {
+	case err := <-second:
+		if err != nil {
+			t.Fatalf("second subscribe: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("second subscribe did not return after the first finished")
+	}
+	if viewer.DownTrack(track.up.ID()) == nil {
+		t.Fatal("the track is not subscribed after both subscribes returned")
+	}
+	<-published
+	close(reader.pkts)
+	<-track.up.Done()
+}

@@ -25,6 +25,12 @@ type subscription struct {
 	screen      bool // a screen share: served before cameras
 }
 
+// reservation is a subscribe under way.
+type reservation struct {
+	cancelled bool          // unsubscribed meanwhile: the subscribe undoes itself (under mu)
+	done      chan struct{} // closed when the subscribe has finished
+}
+
 // subscriber is the sending side of a participant: the peer connection the
 // server offers, its DownTracks and the server-to-client data channels.
 type subscriber struct {
@@ -39,9 +45,8 @@ type subscriber struct {
 	mu   sync.Mutex
 	subs map[livekit.TrackID]*subscription
 	// reserved are subscribes under way (adding their transceiver, which
-	// happens without mu); true: unsubscribed meanwhile, so the
-	// subscribe undoes itself.
-	reserved map[livekit.TrackID]bool
+	// happens without mu).
+	reserved map[livekit.TrackID]*reservation
 	explicit map[livekit.TrackID]bool // subscribe/unsubscribe choices, overriding auto-subscribe
 	disabled map[livekit.TrackID]bool // trackSetting disabled, kept across resubscribe
 	maxLayer map[livekit.TrackID]int8 // trackSetting quality or size, kept across resubscribe
@@ -75,7 +80,7 @@ func newSubscriber(p *Participant) (*subscriber, error) {
 	}
 	s := &subscriber{
 		p: p, pc: newPeerConn(pc), cc: cc,
-		subs: map[livekit.TrackID]*subscription{}, reserved: map[livekit.TrackID]bool{},
+		subs: map[livekit.TrackID]*subscription{}, reserved: map[livekit.TrackID]*reservation{},
 		explicit: map[livekit.TrackID]bool{}, addTransceiver: pc.AddTransceiverFromTrack,
 		disabled: map[livekit.TrackID]bool{}, maxLayer: map[livekit.TrackID]int8{},
 	}
@@ -231,16 +236,22 @@ func (s *subscriber) subscribe(from *Participant, t *publishedTrack) error {
 		return fmt.Errorf("track %s codec %s: %w", id, t.up.Codec().MimeType, ErrCodecNotNegotiated)
 	}
 	s.mu.Lock()
-	if _, busy := s.reserved[id]; busy {
-		s.reserved[id] = false // under way: the latest choice, to subscribe, stands
+	if r := s.reserved[id]; r != nil {
+		// Under way: the latest choice, to subscribe, stands. Wait for
+		// it (no lock held), so that the track is there on return, as
+		// a WHEP answer made next expects.
+		r.cancelled = false
 		s.mu.Unlock()
+		<-r.done
 		return nil
 	}
 	if s.closed || s.subs[id] != nil {
 		s.mu.Unlock()
 		return nil
 	}
-	s.reserved[id] = false
+	r := &reservation{done: make(chan struct{})}
+	defer close(r.done)
+	s.reserved[id] = r
 	maxLayer, hasMax := s.maxLayer[id]
 	s.mu.Unlock()
 
@@ -267,7 +278,7 @@ func (s *subscriber) subscribe(from *Participant, t *publishedTrack) error {
 	// Taken now: a track that ends as its sink is added unsubscribes at
 	// once, and removing the track clears the transceiver's sender.
 	sender := tr.Sender()
-	sub, ok := s.install(from, t, id, dt, tr)
+	sub, ok := s.install(from, t, id, r, dt, tr)
 	if !ok {
 		return nil
 	}
@@ -286,9 +297,9 @@ func (s *subscriber) subscribe(from *Participant, t *publishedTrack) error {
 // install makes a subscription whose transceiver was added visible, unless
 // it was unsubscribed or the subscriber closed meanwhile (then the
 // transceiver goes again).
-func (s *subscriber) install(from *Participant, t *publishedTrack, id livekit.TrackID, dt *DownTrack, tr *webrtc.RTPTransceiver) (*subscription, bool) {
+func (s *subscriber) install(from *Participant, t *publishedTrack, id livekit.TrackID, r *reservation, dt *DownTrack, tr *webrtc.RTPTransceiver) (*subscription, bool) {
 	s.mu.Lock()
-	cancelled := s.reserved[id]
+	cancelled := r.cancelled
 	delete(s.reserved, id)
 	if s.closed || cancelled {
 		closed := s.closed
@@ -318,8 +329,8 @@ func (s *subscriber) unsubscribe(id livekit.TrackID) {
 	s.mu.Lock()
 	sub := s.subs[id]
 	delete(s.subs, id)
-	if _, busy := s.reserved[id]; busy && sub == nil {
-		s.reserved[id] = true // the subscribe under way undoes itself
+	if r := s.reserved[id]; r != nil && sub == nil {
+		r.cancelled = true // the subscribe under way undoes itself
 	}
 	closed := s.closed
 	s.mu.Unlock()
