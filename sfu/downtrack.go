@@ -345,8 +345,9 @@ func (d *DownTrack) SetPaused(paused bool) {
 func (d *DownTrack) Paused() bool { return d.paused.Load() }
 
 // WriteRTP forwards one packet; it runs on the reader goroutine of the
-// packet's layer and never allocates or blocks on anything but the socket
-// write.
+// packet's layer and never allocates or blocks: a keyframe request only
+// marks the layer for the track's RTCP writer, and the node's UDP socket
+// drops a packet its send buffer has no room for rather than wait.
 func (d *DownTrack) WriteRTP(p *Packet) {
 	b := d.bound.Load()
 	if b == nil || d.paused.Load() {

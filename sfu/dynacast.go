@@ -55,17 +55,26 @@ func (t *publishedTrack) dropWant(sink string) {
 // dynacast keeps track of the highest simulcast layer any sink of one track
 // wants and tells the publisher which layers to encode, so that layers
 // nobody watches cost neither the publisher's uplink nor its CPU.
+//
+// Its mutex is never held while sending: send takes the publisher's mutex,
+// and unpublish closes the dynacast after releasing that mutex, but a
+// sender holding ours would still order the two locks against each other.
+// Decisions are made under mu; one caller at a time (flushing) delivers
+// them, newest last, outside it.
 type dynacast struct {
-	mu     sync.Mutex
-	wants  map[string]int8
-	sent   int8 // highest layer enabled by the last update (all at first)
-	timer  *time.Timer
-	send   func(top int8)
-	closed bool
+	mu        sync.Mutex
+	wants     map[string]int8
+	sent      int8 // highest layer enabled by the last decision (all at first)
+	delivered int8 // the decision last handed to send
+	flushing  bool // a caller is delivering decisions
+	timer     *time.Timer
+	send      func(top int8)
+	closed    bool
 }
 
 func newDynacast(send func(top int8)) *dynacast {
-	d := &dynacast{wants: map[string]int8{}, sent: simulcast.MaxSpatial - 1, send: send}
+	top := int8(simulcast.MaxSpatial - 1)
+	d := &dynacast{wants: map[string]int8{}, sent: top, delivered: top, send: send}
 	d.mu.Lock()
 	d.evaluateLocked() // no sink yet: layers go off unless one comes soon
 	d.mu.Unlock()
@@ -74,16 +83,18 @@ func newDynacast(send func(top int8)) *dynacast {
 
 func (d *dynacast) set(sink string, layer int8) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.wants[sink] = layer
 	d.evaluateLocked()
+	d.mu.Unlock()
+	d.flush()
 }
 
 func (d *dynacast) remove(sink string) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	delete(d.wants, sink)
 	d.evaluateLocked()
+	d.mu.Unlock()
+	d.flush()
 }
 
 // close stops pending updates (the track ended).
@@ -91,10 +102,7 @@ func (d *dynacast) close() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.closed = true
-	if d.timer != nil {
-		d.timer.Stop()
-		d.timer = nil
-	}
+	d.stopTimerLocked()
 }
 
 func (d *dynacast) topLocked() int8 {
@@ -106,7 +114,7 @@ func (d *dynacast) topLocked() int8 {
 }
 
 // evaluateLocked enables a wanted layer at once and schedules turning off
-// unwanted ones.
+// unwanted ones; the caller delivers the decision with flush.
 func (d *dynacast) evaluateLocked() {
 	if d.closed {
 		return
@@ -116,7 +124,6 @@ func (d *dynacast) evaluateLocked() {
 	case top > d.sent:
 		d.stopTimerLocked()
 		d.sent = top
-		d.send(top)
 	case top < d.sent:
 		if d.timer == nil {
 			d.timer = time.AfterFunc(dynacastDownDelay, d.settle)
@@ -133,18 +140,37 @@ func (d *dynacast) stopTimerLocked() {
 	}
 }
 
-// settle sends the lowered layer set once the delay passed.
+// settle lowers the layer set once the delay passed.
 func (d *dynacast) settle() {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.timer = nil
-	if d.closed {
+	if !d.closed {
+		d.sent = d.topLocked()
+	}
+	d.mu.Unlock()
+	d.flush()
+}
+
+// flush hands the newest decision to send, without holding mu. A caller
+// that finds another one delivering leaves it to that one, which loops
+// until what it delivered is the newest decision: updates reach the
+// publisher in order, the last one being the current one.
+func (d *dynacast) flush() {
+	d.mu.Lock()
+	if d.flushing {
+		d.mu.Unlock()
 		return
 	}
-	if top := d.topLocked(); top != d.sent {
-		d.sent = top
+	d.flushing = true
+	for !d.closed && d.delivered != d.sent {
+		top := d.sent
+		d.delivered = top
+		d.mu.Unlock()
 		d.send(top)
+		d.mu.Lock()
 	}
+	d.flushing = false
+	d.mu.Unlock()
 }
 
 // qualityUpdate tells a publisher which qualities of a track to encode:

@@ -38,3 +38,7 @@ var (
 	ErrDataTooLarge       = errors.New("data packet too large")
 	ErrDataRateLimited    = errors.New("data packets sent too fast")
 )
+
+// ErrUnreachableAddress is a UDP destination the node's socket cannot send
+// to (an IPv6 address from an IPv4 socket, or no UDP address at all).
+var ErrUnreachableAddress = errors.New("address not reachable from the node's UDP socket")

@@ -276,6 +276,9 @@ func (c *nanoClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 // rtcpRecorder is UpTrackParams.WriteRTCP: it records the feedback a
 // publisher would receive.
 type rtcpRecorder struct {
+	// up, when set, is the track whose keyframe requests pliCount
+	// writes first (the fixture track runs no RTCP writer goroutine).
+	up   *UpTrack
 	mu   sync.Mutex
 	plis []uint32 // media SSRC of each PLI
 	rest int      // other packets
@@ -296,6 +299,9 @@ func (r *rtcpRecorder) WriteRTCP(pkts []rtcp.Packet) error {
 
 // pliCount returns how many PLIs were sent to the publisher.
 func (r *rtcpRecorder) pliCount() int {
+	if r.up != nil {
+		r.up.sendKeyframeRequests(newPLIBatch())
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.plis)
@@ -316,6 +322,7 @@ func newFixtureUpTrack(codec webrtc.RTPCodecParameters, cacheSize int) (*UpTrack
 	})
 	clock := newNanoClock()
 	up.nowNanos = clock.now
+	rec.up = up
 	return up, clock, rec
 }
 

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"time"
+	"sync/atomic"
 
 	"github.com/livekit/protocol/livekit"
 	"github.com/pion/rtcp"
@@ -28,13 +28,19 @@ type publisher struct {
 	pending []*pendingTrack
 	tracks  map[livekit.TrackID]*publishedTrack
 	order   []livekit.TrackID
+	count   atomic.Int32 // len(tracks), readable without mu
 	// layered are the simulcast transceivers by mid: pion reports each
 	// layer in its own goroutine, so the first one creates the track and
 	// the others wait for it and join it as layers.
 	layered map[string]*layeredTrack
+	// done is closed when the connection closes: simulcast layers
+	// waiting for their track stop waiting.
+	done      chan struct{}
+	closeOnce sync.Once
 }
 
 // layeredTrack is a simulcast transceiver's track while its layers arrive.
+// The fields are written once, before ready is closed, and read after.
 type layeredTrack struct {
 	ready    chan struct{} // closed once up is set (nil: no track)
 	up       *UpTrack
@@ -58,6 +64,7 @@ func newPublisher(p *Participant) (*publisher, error) {
 	pub := &publisher{
 		p: p, pc: newPeerConn(pc),
 		tracks: map[livekit.TrackID]*publishedTrack{}, layered: map[string]*layeredTrack{},
+		done: make(chan struct{}),
 	}
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) { p.sendTrickle(livekit.SignalTarget_PUBLISHER, c) })
 	pc.OnTrack(pub.onTrack)
@@ -161,19 +168,6 @@ func (pub *publisher) claimPending(cid string, kind webrtc.RTPCodecType) (*pendi
 	return pt, proto.Clone(pt.info).(*livekit.TrackInfo)
 }
 
-// addPublished replaces a claimed pending entry by its track, in one step;
-// a mute that reached the entry meanwhile is carried over.
-func (pub *publisher) addPublished(pt *pendingTrack, track *publishedTrack) {
-	pub.mu.Lock()
-	defer pub.mu.Unlock()
-	pub.pending = slices.DeleteFunc(pub.pending, func(o *pendingTrack) bool { return o == pt })
-	track.info.Muted = pt.info.Muted
-	track.up.SetMuted(pt.info.Muted)
-	id := track.up.ID()
-	pub.tracks[id] = track
-	pub.order = append(pub.order, id)
-}
-
 func (pub *publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
 	mid := midOf(pub.pc.pc, receiver)
 	layer := layerIndex(remote, receiver)
@@ -185,27 +179,45 @@ func (pub *publisher) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPRe
 			return
 		}
 	}
-	up := pub.publishRemote(remote, receiver, mid, layer)
+	track := pub.publishRemote(remote, receiver, mid, layer)
 	if lt != nil {
-		lt.up, lt.receiver = up, receiver
-		if up != nil {
-			lt.track = pub.track(up.ID())
+		// The other layers may join now, before the room hears of the
+		// track (subscribing everyone may take a while).
+		if track != nil {
+			lt.up, lt.track = track.up, track
 		}
+		lt.receiver = receiver
 		close(lt.ready)
-		if up == nil {
+		if track == nil {
 			pub.releaseLayered(mid)
 		}
 	}
+	if track != nil {
+		pub.announce(track)
+	}
+}
+
+// layerSource is a received simulcast layer: a *webrtc.TrackRemote.
+type layerSource interface {
+	PacketReader
+	SSRC() webrtc.SSRC
+	RID() string
 }
 
 // addLayer joins another simulcast layer to the track its transceiver's
-// first layer created; a layer that cannot join is read and discarded.
-func (pub *publisher) addLayer(lt *layeredTrack, remote *webrtc.TrackRemote, layer int8) {
+// first layer created. It waits for that track however long it takes, or
+// until the connection closes; a layer that cannot join is said so and
+// read and discarded (see drain).
+func (pub *publisher) addLayer(lt *layeredTrack, remote layerSource, layer int8) {
 	select {
 	case <-lt.ready:
-	case <-time.After(5 * time.Second):
+	case <-pub.done:
+		pub.p.log.Warn("simulcast layer not forwarded: the connection closed before its track was published", "rid", remote.RID())
+		go drain(remote)
+		return
 	}
 	if lt.up == nil {
+		pub.p.log.Warn("simulcast layer not forwarded: its first layer was not published", "rid", remote.RID())
 		go drain(remote)
 		return
 	}
@@ -217,13 +229,16 @@ func (pub *publisher) addLayer(lt *layeredTrack, remote *webrtc.TrackRemote, lay
 	if lt.track != nil {
 		pub.noteLayer(lt.track, layer, uint32(remote.SSRC()), true)
 	}
-	go readSenderReports(lt.receiver, remote, lt.up, layer)
+	if lt.receiver != nil {
+		go readSenderReports(lt.receiver, remote, lt.up, layer)
+	}
 	pub.p.log.Debug("simulcast layer added", "track", lt.up.ID(), "rid", remote.RID(), "layer", layer)
 }
 
 // publishRemote creates the published track for a remote track (the first
-// layer of a simulcast one) and tells the room; nil if no addTrack matches.
-func (pub *publisher) publishRemote(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver, mid string, layer int8) *UpTrack {
+// layer of a simulcast one) and starts reading it; nil if no addTrack
+// matches. The room hears of it with announce.
+func (pub *publisher) publishRemote(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver, mid string, layer int8) *publishedTrack {
 	p := pub.p
 	pt, info := pub.claimPending(remote.ID(), remote.Kind())
 	if pt == nil {
@@ -250,25 +265,48 @@ func (pub *publisher) publishRemote(remote *webrtc.TrackRemote, receiver *webrtc
 	if remote.Kind() == webrtc.RTPCodecTypeVideo {
 		pub.noteLayer(track, layer, uint32(remote.SSRC()), remote.RID() != "")
 	}
-	pub.addPublished(pt, track)
+	pub.register(pt, track)
 	p.log.Info("track published", "track", up.ID(), "mime", info.MimeType, "source", info.Source.String(), "rid", remote.RID())
+	if remote.Kind() == webrtc.RTPCodecTypeVideo {
+		go readSenderReports(receiver, remote, up, layer)
+	}
+	return track
+}
+
+// announce tells the room of a newly published track.
+func (pub *publisher) announce(track *publishedTrack) {
+	p := pub.p
+	p.bumpVersion()
+	p.room.broadcastParticipant(p)
+	p.room.onTrackPublished(p, track)
+}
+
+// register adds a published track to the publisher and starts reading it;
+// it is unpublished once its reader ends. The track replaces its claimed
+// pending entry (pt, nil for none) in the same step, so that it is never
+// in neither list, and a mute that reached the entry meanwhile carries over.
+func (pub *publisher) register(pt *pendingTrack, track *publishedTrack) {
+	up := track.up
+	pub.mu.Lock()
+	if pt != nil {
+		pub.pending = slices.DeleteFunc(pub.pending, func(o *pendingTrack) bool { return o == pt })
+		track.info.Muted = pt.info.Muted
+		up.SetMuted(pt.info.Muted)
+	}
+	pub.tracks[up.ID()] = track
+	pub.order = append(pub.order, up.ID())
+	pub.count.Store(int32(len(pub.tracks)))
+	pub.mu.Unlock()
 	go func() {
 		up.Run()
 		pub.unpublish(up.ID())
 	}()
-	if remote.Kind() == webrtc.RTPCodecTypeVideo {
-		go readSenderReports(receiver, remote, up, layer)
-	}
-	p.bumpVersion()
-	p.room.broadcastParticipant(p)
-	p.room.onTrackPublished(p, track)
-	return up
 }
 
 // readSenderReports hands a video layer's sender reports to its track (to
 // align the timestamps of simulcast layers at switches) until the receiver
 // stops.
-func readSenderReports(receiver *webrtc.RTPReceiver, remote *webrtc.TrackRemote, up *UpTrack, layer int8) {
+func readSenderReports(receiver *webrtc.RTPReceiver, remote layerSource, up *UpTrack, layer int8) {
 	ssrc := uint32(remote.SSRC())
 	for {
 		var pkts []rtcp.Packet
@@ -359,14 +397,16 @@ func (pub *publisher) unpublish(id livekit.TrackID) {
 	if ok && t.info.Mid != "" {
 		delete(pub.layered, t.info.Mid)
 	}
-	if ok && t.dyn != nil {
-		t.dyn.close()
-	}
 	delete(pub.tracks, id)
 	pub.order = slices.DeleteFunc(pub.order, func(t livekit.TrackID) bool { return t == id })
+	pub.count.Store(int32(len(pub.tracks)))
 	pub.mu.Unlock()
 	if !ok {
 		return
+	}
+	if t.dyn != nil {
+		// Outside pub.mu: dynacast's sends take pub.mu.
+		t.dyn.close()
 	}
 	p := pub.p
 	p.log.Info("track unpublished", "track", id)
@@ -388,12 +428,9 @@ func (pub *publisher) track(id livekit.TrackID) *publishedTrack {
 	return pub.tracks[id]
 }
 
-// trackCount is the number of tracks published.
-func (pub *publisher) trackCount() int {
-	pub.mu.Lock()
-	defer pub.mu.Unlock()
-	return len(pub.tracks)
-}
+// trackCount is the number of tracks published; it takes no lock, so the
+// room may ask it of every participant without waiting for a busy one.
+func (pub *publisher) trackCount() int { return int(pub.count.Load()) }
 
 // publishedTracks lists the participant's tracks in publication order.
 func (pub *publisher) publishedTracks() []*publishedTrack {
@@ -458,5 +495,6 @@ func (p *Participant) SetTrackMuted(id livekit.TrackID, muted, fromServer bool) 
 }
 
 func (pub *publisher) close() {
+	pub.closeOnce.Do(func() { close(pub.done) })
 	pub.pc.close()
 }

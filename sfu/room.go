@@ -76,11 +76,18 @@ func (r *Room) ID() livekit.RoomID { return r.sid }
 func (r *Room) Done() <-chan struct{} { return r.done }
 
 // Info returns the room as the API and clients see it.
+// The participants are asked after the room's mutex is released: no lock
+// of a participant is ever taken under the room's.
 func (r *Room) Info() *livekit.Room {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	publishers := 0
+	parts := make([]*Participant, 0, len(r.participants))
 	for _, p := range r.participants {
+		parts = append(parts, p)
+	}
+	metadata := r.metadata
+	r.mu.Unlock()
+	publishers := 0
+	for _, p := range parts {
 		if p.pub.trackCount() > 0 {
 			publishers++
 		}
@@ -91,7 +98,7 @@ func (r *Room) Info() *livekit.Room {
 		DepartureTimeout: uint32(r.params.DepartureTimeout / time.Second),
 		MaxParticipants:  uint32(r.params.MaxParticipants),
 		CreationTime:     r.created.Unix(), CreationTimeMs: r.created.UnixMilli(),
-		Metadata: r.metadata, NumParticipants: uint32(len(r.participants)),
+		Metadata: metadata, NumParticipants: uint32(len(parts)),
 		NumPublishers: uint32(publishers),
 	}
 }

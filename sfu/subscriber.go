@@ -25,6 +25,12 @@ type subscription struct {
 	screen      bool // a screen share: served before cameras
 }
 
+// reservation is a subscribe under way.
+type reservation struct {
+	cancelled bool          // unsubscribed meanwhile: the subscribe undoes itself (under mu)
+	done      chan struct{} // closed when the subscribe has finished
+}
+
 // subscriber is the sending side of a participant: the peer connection the
 // server offers, its DownTracks and the server-to-client data channels.
 type subscriber struct {
@@ -36,18 +42,34 @@ type subscriber struct {
 	cc       *congestion
 	alloc    *allocation
 
-	mu       sync.Mutex
-	subs     map[livekit.TrackID]*subscription
+	mu   sync.Mutex
+	subs map[livekit.TrackID]*subscription
+	// reserved are subscribes under way (adding their transceiver, which
+	// happens without mu).
+	reserved map[livekit.TrackID]*reservation
 	explicit map[livekit.TrackID]bool // subscribe/unsubscribe choices, overriding auto-subscribe
 	disabled map[livekit.TrackID]bool // trackSetting disabled, kept across resubscribe
 	maxLayer map[livekit.TrackID]int8 // trackSetting quality or size, kept across resubscribe
 
+	// negMu guards the negotiation state below. It is never held across a
+	// pion call: the room asks for negotiations from other participants'
+	// publish paths, which must not wait for this connection's SDP work.
+	// Offers are made one at a time on the negotiation timer's goroutine
+	// (negotiating), answers applied one at a time (answering).
 	negMu       sync.Mutex
 	offerID     uint32
 	inFlight    bool // an offer awaits its answer
-	renegotiate bool // changes arrived while an offer was in flight
+	negotiating bool // an offer is being made
+	answering   bool // an answer is being applied
+	renegotiate bool // changes arrived while an offer was made or in flight
 	negTimer    *time.Timer
-	closed      bool
+	closed      bool // written under both negMu and mu
+
+	// addTransceiver adds a DownTrack's transceiver (the connection's
+	// AddTransceiverFromTrack); beforeOffer, if set, runs before an offer
+	// is made. Tests hold the pion steps with them.
+	addTransceiver func(webrtc.TrackLocal, ...webrtc.RTPTransceiverInit) (*webrtc.RTPTransceiver, error)
+	beforeOffer    func()
 }
 
 func newSubscriber(p *Participant) (*subscriber, error) {
@@ -58,7 +80,8 @@ func newSubscriber(p *Participant) (*subscriber, error) {
 	}
 	s := &subscriber{
 		p: p, pc: newPeerConn(pc), cc: cc,
-		subs: map[livekit.TrackID]*subscription{}, explicit: map[livekit.TrackID]bool{},
+		subs: map[livekit.TrackID]*subscription{}, reserved: map[livekit.TrackID]*reservation{},
+		explicit: map[livekit.TrackID]bool{}, addTransceiver: pc.AddTransceiverFromTrack,
 		disabled: map[livekit.TrackID]bool{}, maxLayer: map[livekit.TrackID]int8{},
 	}
 	ordered := true
@@ -94,11 +117,17 @@ func (p *Participant) HandleAnswer(sdpText string, id uint32) error {
 	}
 	s := p.sub
 	s.negMu.Lock()
-	defer s.negMu.Unlock()
-	if !s.inFlight {
+	if !s.inFlight || s.answering {
+		s.negMu.Unlock()
 		return fmt.Errorf("answer %d without an offer: %w", id, ErrBadSDP)
 	}
-	if err := s.pc.setRemote(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdpText}); err != nil {
+	s.answering = true
+	s.negMu.Unlock()
+	err := s.pc.setRemote(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdpText})
+	s.negMu.Lock()
+	defer s.negMu.Unlock()
+	s.answering = false
+	if err != nil {
 		return err
 	}
 	s.inFlight = false
@@ -109,11 +138,12 @@ func (p *Participant) HandleAnswer(sdpText string, id uint32) error {
 	return nil
 }
 
-// requestNegotiation schedules a new subscriber offer.
+// requestNegotiation schedules a new subscriber offer. It never waits for
+// an offer being made or answered: it only notes that another is needed.
 func (s *subscriber) requestNegotiation() {
 	s.negMu.Lock()
 	defer s.negMu.Unlock()
-	if s.inFlight {
+	if s.inFlight || s.negotiating {
 		s.renegotiate = true
 		return
 	}
@@ -127,32 +157,60 @@ func (s *subscriber) scheduleLocked() {
 	s.negTimer = time.AfterFunc(negotiationDelay, s.negotiate)
 }
 
+// negotiate makes and sends an offer, unless one is being made or awaits
+// its answer (then another follows that answer). It runs on the timer's
+// goroutine, with negMu released during the pion calls.
 func (s *subscriber) negotiate() {
 	s.negMu.Lock()
-	defer s.negMu.Unlock()
 	s.negTimer = nil
 	if s.closed {
+		s.negMu.Unlock()
 		return
 	}
-	if s.inFlight {
+	if s.inFlight || s.negotiating {
 		s.renegotiate = true
+		s.negMu.Unlock()
 		return
 	}
-	pc := s.pc.pc
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		s.p.log.Warn("create subscriber offer", "err", err)
-		return
-	}
-	if err := pc.SetLocalDescription(offer); err != nil {
-		s.p.log.Warn("set subscriber offer", "err", err)
+	s.negotiating, s.renegotiate = true, false
+	s.negMu.Unlock()
+	offer, err := s.makeOffer()
+	s.negMu.Lock()
+	s.negotiating = false
+	if err != nil || s.closed {
+		if err != nil && !s.closed {
+			s.p.log.Warn("subscriber offer", "err", err)
+		}
+		if s.renegotiate && !s.closed {
+			s.renegotiate = false
+			s.scheduleLocked() // changes arrived meanwhile: they need an offer of their own
+		}
+		s.negMu.Unlock()
 		return
 	}
 	s.inFlight = true
 	s.offerID++
+	id := s.offerID
+	s.negMu.Unlock()
 	s.p.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_Offer{Offer: &livekit.SessionDescription{
-		Type: "offer", Sdp: offer.SDP, Id: s.offerID, MidToTrackId: s.midToTrack(),
+		Type: "offer", Sdp: offer.SDP, Id: id, MidToTrackId: s.midToTrack(),
 	}}})
+}
+
+// makeOffer creates the subscriber offer and sets it as local description.
+func (s *subscriber) makeOffer() (webrtc.SessionDescription, error) {
+	if s.beforeOffer != nil {
+		s.beforeOffer()
+	}
+	pc := s.pc.pc
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return offer, fmt.Errorf("create offer: %w", err)
+	}
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return offer, fmt.Errorf("set local offer: %w", err)
+	}
+	return offer, nil
 }
 
 func (s *subscriber) midToTrack() map[string]string {
@@ -167,7 +225,10 @@ func (s *subscriber) midToTrack() map[string]string {
 	return out
 }
 
-// subscribe starts forwarding a published track to this participant.
+// subscribe starts forwarding a published track to this participant. The
+// track id is reserved under s.mu, and the transceiver added without it:
+// pion's AddTransceiverFromTrack may wait for a negotiation of the
+// connection, and the room must not wait with it.
 func (s *subscriber) subscribe(from *Participant, t *publishedTrack) error {
 	id := t.up.ID()
 	codecs, ok := SubscriberCodecs(t.up.Codec())
@@ -175,10 +236,25 @@ func (s *subscriber) subscribe(from *Participant, t *publishedTrack) error {
 		return fmt.Errorf("track %s codec %s: %w", id, t.up.Codec().MimeType, ErrCodecNotNegotiated)
 	}
 	s.mu.Lock()
+	if r := s.reserved[id]; r != nil {
+		// Under way: the latest choice, to subscribe, stands. Wait for
+		// it (no lock held), so that the track is there on return, as
+		// a WHEP answer made next expects.
+		r.cancelled = false
+		s.mu.Unlock()
+		<-r.done
+		return nil
+	}
 	if s.closed || s.subs[id] != nil {
 		s.mu.Unlock()
 		return nil
 	}
+	r := &reservation{done: make(chan struct{})}
+	defer close(r.done)
+	s.reserved[id] = r
+	maxLayer, hasMax := s.maxLayer[id]
+	s.mu.Unlock()
+
 	dt := NewDownTrack(DownTrackParams{
 		Track: t.up, StreamID: string(from.ID()) + "|" + string(id), Subscriber: s.p.id,
 		OnTrackClosed: func(d *DownTrack) { s.trackEnded(id) },
@@ -186,16 +262,54 @@ func (s *subscriber) subscribe(from *Participant, t *publishedTrack) error {
 		Logger:        s.p.log,
 		twcc:          s.cc.rec,
 	})
-	if l, ok := s.maxLayer[id]; ok {
-		dt.SetMaxLayer(simulcast.Layer{Spatial: l, Temporal: simulcast.AllTemporal})
+	if hasMax {
+		dt.SetMaxLayer(simulcast.Layer{Spatial: maxLayer, Temporal: simulcast.AllTemporal})
 	}
-	tr, err := s.pc.pc.AddTransceiverFromTrack(dt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	tr, err := s.addTransceiver(dt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
+		s.mu.Lock()
+		delete(s.reserved, id)
 		s.mu.Unlock()
 		return fmt.Errorf("add transceiver for %s: %w", id, err)
 	}
 	if err := tr.SetCodecPreferences(codecs); err != nil {
 		s.p.log.Debug("codec preferences", "track", id, "err", err)
+	}
+	// Taken now: a track that ends as its sink is added unsubscribes at
+	// once, and removing the track clears the transceiver's sender.
+	sender := tr.Sender()
+	sub, ok := s.install(from, t, id, r, dt, tr)
+	if !ok {
+		return nil
+	}
+	t.up.AddSink(dt)
+	if dt.closed.Load() {
+		return nil // the track had ended: trackEnded undid the subscription
+	}
+	t.wantLayer(dt.SinkID(), sub.wantedLayer())
+	go dt.ReadRTCP(sender)
+	s.alloc.trigger()
+	s.p.log.Debug("subscribed", "track", id, "publisher", from.ID())
+	s.requestNegotiation()
+	return nil
+}
+
+// install makes a subscription whose transceiver was added visible, unless
+// it was unsubscribed or the subscriber closed meanwhile (then the
+// transceiver goes again).
+func (s *subscriber) install(from *Participant, t *publishedTrack, id livekit.TrackID, r *reservation, dt *DownTrack, tr *webrtc.RTPTransceiver) (*subscription, bool) {
+	s.mu.Lock()
+	cancelled := r.cancelled
+	delete(s.reserved, id)
+	if s.closed || cancelled {
+		closed := s.closed
+		s.mu.Unlock()
+		if !closed {
+			if err := s.pc.pc.RemoveTrack(tr.Sender()); err != nil {
+				s.p.log.Debug("remove track", "track", id, "err", err)
+			}
+		}
+		return nil, false
 	}
 	// The mute state is read under s.mu, before sub is visible: a mute
 	// racing with this subscribe then either is seen here or finds sub in
@@ -207,14 +321,7 @@ func (s *subscriber) subscribe(from *Participant, t *publishedTrack) error {
 	dt.SetPaused(sub.muted || sub.disabled)
 	s.subs[id] = sub
 	s.mu.Unlock()
-
-	t.up.AddSink(dt)
-	t.wantLayer(dt.SinkID(), sub.wantedLayer())
-	go dt.ReadRTCP(tr.Sender())
-	s.alloc.trigger()
-	s.p.log.Debug("subscribed", "track", id, "publisher", from.ID())
-	s.requestNegotiation()
-	return nil
+	return sub, true
 }
 
 // unsubscribe stops forwarding a track to this participant.
@@ -222,6 +329,9 @@ func (s *subscriber) unsubscribe(id livekit.TrackID) {
 	s.mu.Lock()
 	sub := s.subs[id]
 	delete(s.subs, id)
+	if r := s.reserved[id]; r != nil && sub == nil {
+		r.cancelled = true // the subscribe under way undoes itself
+	}
 	closed := s.closed
 	s.mu.Unlock()
 	if sub == nil {

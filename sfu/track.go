@@ -55,7 +55,9 @@ type Packet struct {
 type Sink interface {
 	SinkID() string
 	WriteRTP(pkt *Packet)
-	// TrackClosed tells the sink that no more packets will come.
+	// TrackClosed tells the sink that no more packets will come. The
+	// track holds none of its locks when it calls it: the sink may call
+	// back into the track (RemoveSink).
 	TrackClosed()
 }
 

@@ -107,6 +107,10 @@ type UpTrack struct {
 	closed    atomic.Bool
 	done      chan struct{}
 	nowNanos  func() int64
+	// pliPending marks the layers whose keyframe request waits for the
+	// RTCP writer; pliWake (capacity 1) wakes it.
+	pliPending atomic.Uint32
+	pliWake    chan struct{}
 }
 
 // NewUpTrack creates a published track; call Run to start reading.
@@ -125,6 +129,7 @@ func NewUpTrack(p UpTrackParams) *UpTrack {
 		codec:    simulcast.CodecFromMime(p.Codec.MimeType),
 		done:     make(chan struct{}),
 		allDone:  make(chan struct{}),
+		pliWake:  make(chan struct{}, 1),
 		nowNanos: func() int64 { return time.Now().UnixNano() },
 	}
 	first := t.newLayer(clampLayer(p.Layer), p.Reader, p.SSRC)
@@ -174,13 +179,21 @@ func (t *UpTrack) Done() <-chan struct{} { return t.done }
 // Stats returns packets and bytes received so far.
 func (t *UpTrack) Stats() (packets, bytes uint64) { return t.packets.Load(), t.bytes.Load() }
 
-// AddSink starts forwarding to s (replacing a sink with the same id).
+// AddSink starts forwarding to s (replacing a sink with the same id). On a
+// track that has ended, s is told so at once, with no lock held: its
+// TrackClosed may call back into the track (RemoveSink).
 func (t *UpTrack) AddSink(s Sink) {
+	if !t.addSink(s) {
+		s.TrackClosed()
+	}
+}
+
+// addSink adds s to the sink list unless the track has ended.
+func (t *UpTrack) addSink(s Sink) bool {
 	t.sinkMu.Lock()
 	defer t.sinkMu.Unlock()
 	if t.closed.Load() {
-		s.TrackClosed()
-		return
+		return false
 	}
 	old := *t.sinks.Load()
 	next := make([]Sink, 0, len(old)+1)
@@ -191,6 +204,7 @@ func (t *UpTrack) AddSink(s Sink) {
 	}
 	next = append(next, s)
 	t.sinks.Store(&next)
+	return true
 }
 
 // RemoveSink stops forwarding to the sink with that id.
@@ -210,8 +224,11 @@ func (t *UpTrack) RemoveSink(id string) {
 // SinkCount returns how many sinks receive this track.
 func (t *UpTrack) SinkCount() int { return len(*t.sinks.Load()) }
 
-// RequestKeyframe sends a PLI for a layer to the publisher unless one went
-// out for that layer recently.
+// RequestKeyframe asks the publisher for a keyframe of a layer unless one
+// was asked for recently. It never blocks: it marks the layer in a bitmask
+// and wakes the track's RTCP writer (see writeKeyframeRequests), so a
+// publisher connection slow to take RTCP never stalls the reader goroutine
+// that forwards the track.
 func (t *UpTrack) RequestKeyframe(layer int8) {
 	if t.p.Kind != webrtc.RTPCodecTypeVideo || t.p.WriteRTCP == nil || layer < 0 || layer >= simulcast.MaxSpatial {
 		return
@@ -225,9 +242,54 @@ func (t *UpTrack) RequestKeyframe(layer int8) {
 	if now-last < int64(keyframeRequestInterval) || !l.lastPLI.CompareAndSwap(last, now) {
 		return
 	}
-	err := t.p.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: l.ssrc}})
-	if err != nil {
-		t.p.Logger.Debug("keyframe request failed", "track", t.p.ID, "layer", layer, "err", err)
+	t.pliPending.Or(1 << uint(layer))
+	select {
+	case t.pliWake <- struct{}{}:
+	default: // a wake-up is pending: the writer will see this layer too
+	}
+}
+
+// writeKeyframeRequests is the track's RTCP writer: it sends the PLIs that
+// RequestKeyframe marked until the track ends. One goroutine per track,
+// with its packets made once.
+func (t *UpTrack) writeKeyframeRequests() {
+	b := newPLIBatch()
+	for {
+		select {
+		case <-t.pliWake:
+		case <-t.done:
+			return
+		}
+		t.sendKeyframeRequests(b)
+	}
+}
+
+// pliBatch holds a PLI per layer, reused for every request.
+type pliBatch struct {
+	plis [simulcast.MaxSpatial]rtcp.PictureLossIndication
+	pkts [simulcast.MaxSpatial][]rtcp.Packet
+}
+
+func newPLIBatch() *pliBatch {
+	b := &pliBatch{}
+	for i := range b.pkts {
+		b.pkts[i] = []rtcp.Packet{&b.plis[i]}
+	}
+	return b
+}
+
+// sendKeyframeRequests writes a PLI for every layer marked pending.
+func (t *UpTrack) sendKeyframeRequests(b *pliBatch) {
+	pending := t.pliPending.Swap(0)
+	for layer := range simulcast.MaxSpatial {
+		l := t.layers[layer].Load()
+		if pending&(1<<uint(layer)) == 0 || l == nil {
+			continue
+		}
+		b.plis[layer].MediaSSRC = l.ssrc
+		if err := t.p.WriteRTCP(b.pkts[layer]); err != nil {
+			t.p.Logger.Debug("keyframe request failed", "track", t.p.ID, "layer", layer, "err", err)
+		}
 	}
 }
 
@@ -361,6 +423,9 @@ func (t *UpTrack) AvailableLayers() simulcast.LayerMask {
 
 // Run reads and forwards packets until every layer's reader has failed.
 func (t *UpTrack) Run() {
+	if t.p.Kind == webrtc.RTPCodecTypeVideo && t.p.WriteRTCP != nil {
+		go t.writeKeyframeRequests()
+	}
 	first := t.layers[clampLayer(t.p.Layer)].Load()
 	t.readLayer(first)
 	<-t.allDone

@@ -109,10 +109,20 @@ func TestUpTrackRequestKeyframe(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			defer goleak.VerifyNone(t)
+			var mu sync.Mutex
 			var sent []uint32
-			p := UpTrackParams{ID: "TR_x", Kind: tt.kind, Codec: fixtureVP8, SSRC: 77, Logger: discardLogger}
+			count := func() int {
+				mu.Lock()
+				defer mu.Unlock()
+				return len(sent)
+			}
+			reader := newGateReader()
+			p := UpTrackParams{ID: "TR_x", Kind: tt.kind, Codec: fixtureVP8, SSRC: 77, Reader: reader, Logger: discardLogger}
 			if !tt.noRTCP {
 				p.WriteRTCP = func(pkts []rtcp.Packet) error {
+					mu.Lock()
+					defer mu.Unlock()
 					for _, pk := range pkts {
 						sent = append(sent, pk.(*rtcp.PictureLossIndication).MediaSSRC)
 					}
@@ -123,13 +133,27 @@ func TestUpTrackRequestKeyframe(t *testing.T) {
 			clock := newNanoClock()
 			start := clock.now()
 			up.nowNanos = clock.now
+			go up.Run() // starts the RTCP writer
+			defer func() {
+				close(reader.pkts)
+				<-up.Done()
+			}()
 			for i, at := range tt.calls {
 				clock.ns.Store(start + int64(at))
 				up.RequestKeyframe(0)
-				if len(sent) != tt.wantTotal[i] {
-					t.Fatalf("after call %d (at %v): %d PLIs, want %d", i, at, len(sent), tt.wantTotal[i])
+				// Requests are written asynchronously: wait for the
+				// expected total, then make sure no more follow.
+				deadline := time.Now().Add(2 * time.Second)
+				for count() < tt.wantTotal[i] && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
+				time.Sleep(5 * time.Millisecond)
+				if n := count(); n != tt.wantTotal[i] {
+					t.Fatalf("after call %d (at %v): %d PLIs, want %d", i, at, n, tt.wantTotal[i])
 				}
 			}
+			mu.Lock()
+			defer mu.Unlock()
 			for _, ssrc := range sent {
 				if ssrc != 77 {
 					t.Errorf("PLI media SSRC %d, want 77", ssrc)
@@ -139,8 +163,6 @@ func TestUpTrackRequestKeyframe(t *testing.T) {
 	}
 }
 
-// TestUpTrackRequestKeyframeConcurrent has many subscribers ask at the same
-// instant: exactly one PLI goes out.
 func TestUpTrackRequestKeyframeConcurrent(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	up, _, rec := newFixtureUpTrack(fixtureVP8, 0)

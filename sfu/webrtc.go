@@ -41,7 +41,10 @@ type Transport struct {
 	tcpListener net.Listener
 	udpMux      interface{ Close() error }
 	tcpMux      interface{ Close() error }
-	publisher   *webrtc.API
+	// sendDrops counts packets the UDP socket dropped for a full send
+	// buffer (its writes never block).
+	sendDrops func() uint64
+	publisher *webrtc.API
 	// A subscriber connection gets its own API: its interceptors include
 	// the connection's transport-wide congestion recorder.
 	settings     webrtc.SettingEngine
@@ -143,7 +146,13 @@ func NewTransport(p TransportParams) (*Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen udp %d: %w", p.UDPPort, err)
 	}
-	t := &Transport{udpConn: udpConn}
+	wrapped, drops, err := nonBlockingSocket(udpConn)
+	if err != nil {
+		_ = udpConn.Close()
+		return nil, fmt.Errorf("udp %d: %w", p.UDPPort, err)
+	}
+	udpConn = wrapped
+	t := &Transport{udpConn: udpConn, sendDrops: drops}
 	se := webrtc.SettingEngine{}
 	var udpMux ice.UDPMux
 	if p.Net != nil {
@@ -362,6 +371,11 @@ func parseFmtp(line string) map[string]string {
 	}
 	return out
 }
+
+// SendDrops is how many packets the node's UDP socket dropped because its
+// send buffer was full: a write never waits for room (it would stall the
+// track's reader goroutine and every subscriber of the track).
+func (t *Transport) SendDrops() uint64 { return t.sendDrops() }
 
 // Close releases the node's sockets.
 func (t *Transport) Close() {
