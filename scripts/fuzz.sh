@@ -17,7 +17,7 @@ for dir in $pkgs; do
   for target in $(grep -h -o '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go | sed 's/^func //' | sort -u | grep -E "${FUZZ_TARGETS:-.}"); do
     log=$(mktemp)
     echo "== $target ($import) for $FUZZTIME" >&2
-    ${FUZZ_NICE:-} go test -run '^$' -parallel "${FUZZ_WORKERS:-1}" -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$dir" >"$log" 2>&1
+    ${FUZZ_NICE:-} go test -run '^$' -timeout 0 -parallel "${FUZZ_WORKERS:-1}" -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$dir" >"$log" 2>&1
     rc=$?
     execs=$(grep -o 'execs: [0-9]*' "$log" | tail -1 | awk '{print $2}')
     interesting=$(grep -o 'new interesting: [0-9]*' "$log" | tail -1 | awk '{print $3}')

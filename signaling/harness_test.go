@@ -1,6 +1,7 @@
 package signaling_test
 
 import (
+	"cmp"
 	"context"
 	"io"
 	"log/slog"
@@ -177,6 +178,9 @@ type mediaSource struct {
 	stop  chan struct{}
 	done  chan struct{}
 	sent  atomic.Int64
+	// payload is the size of a video packet's payload (0: 800 bytes, about
+	// 1 Mbit/s of video).
+	payload int
 }
 
 func newVideoTrack(t *testing.T, id string) *webrtc.TrackLocalStaticRTP {
@@ -233,7 +237,7 @@ func (s *mediaSource) run(video bool) {
 		}
 		key := frame%25 == 0
 		for i := 0; i < 3; i++ {
-			payload := make([]byte, 800)
+			payload := make([]byte, cmp.Or(s.payload, 800))
 			if i == 0 {
 				payload[0] = 0x10 // S bit, partition 0
 				payload[1] = 0x01 // inter frame

@@ -50,7 +50,7 @@ func (s *Server) handleRTC(w http.ResponseWriter, r *http.Request) {
 		part.Close(livekit.DisconnectReason_SIGNAL_CLOSE, false)
 		return
 	}
-	sess.conn = conn
+	sess.setConn(conn)
 	sess.log = log.With("participant", part.ID())
 	sess.sendJoin(&livekit.SignalResponse{Message: &livekit.SignalResponse_Join{Join: join}})
 	part.Start()

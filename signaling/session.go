@@ -21,6 +21,11 @@ const (
 	// sendQueueSize is how many responses may wait for a slow client.
 	sendQueueSize = 1024
 	writeTimeout  = 10 * time.Second
+	// closeDrainTimeout bounds, all together, the writes of the messages
+	// still queued when a session closes (the leave, say): a client that
+	// stopped reading must not keep its connection and goroutine for
+	// writeTimeout per queued message.
+	closeDrainTimeout = time.Second
 )
 
 // session is one client's signal WebSocket. It implements sfu.SignalSink:
@@ -36,6 +41,7 @@ type session struct {
 	useJSON  bool
 	queue    chan *livekit.SignalResponse
 	closing  bool
+	closeBy  time.Time // when closing: the deadline of every write left
 	closeErr error
 	done     chan struct{}
 	doneOnce sync.Once
@@ -46,6 +52,17 @@ func newSession(log *slog.Logger) *session {
 		log:   log,
 		queue: make(chan *livekit.SignalResponse, sendQueueSize),
 		done:  make(chan struct{}),
+	}
+}
+
+// setConn gives the session its upgraded connection (under s.mu: the
+// participant may close the session from another goroutine meanwhile).
+func (s *session) setConn(conn *websocket.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conn = conn
+	if s.closing {
+		_ = conn.NetConn().SetWriteDeadline(s.closeBy)
 	}
 }
 
@@ -114,7 +131,13 @@ func (s *session) closeLocked(reason error) {
 		return
 	}
 	s.closing = true
+	s.closeBy = time.Now().Add(closeDrainTimeout)
 	s.closeErr = reason
+	if s.conn != nil {
+		// A write under way (to a client that stopped reading) ends by
+		// then too: net.Conn deadlines apply to writes in progress.
+		_ = s.conn.NetConn().SetWriteDeadline(s.closeBy)
+	}
 	if !s.joined {
 		return // sendJoin closes the queue after the join and the held messages
 	}
@@ -158,6 +181,10 @@ func (s *session) writeLoop(pingInterval time.Duration) {
 func (s *session) write(msg *livekit.SignalResponse) error {
 	s.mu.Lock()
 	useJSON := s.useJSON
+	deadline := time.Now().Add(writeTimeout)
+	if s.closing && s.closeBy.Before(deadline) {
+		deadline = s.closeBy
+	}
 	s.mu.Unlock()
 	var (
 		data []byte
@@ -173,7 +200,7 @@ func (s *session) write(msg *livekit.SignalResponse) error {
 	if err != nil {
 		return fmt.Errorf("marshal signal response: %w", err)
 	}
-	_ = s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_ = s.conn.SetWriteDeadline(deadline)
 	return s.conn.WriteMessage(kind, data)
 }
 
@@ -183,6 +210,7 @@ func (s *session) finish() {
 	reason := s.closeErr
 	if !s.closing {
 		s.closing = true
+		s.closeBy = time.Now().Add(closeDrainTimeout)
 		close(s.queue)
 	}
 	s.mu.Unlock()
@@ -200,7 +228,12 @@ func (s *session) closeWith(reason error) {
 		if len(text) > 120 {
 			text = text[:120]
 		}
-		deadline := time.Now().Add(time.Second)
+		deadline := time.Now().Add(closeDrainTimeout)
+		s.mu.Lock()
+		if s.closing && s.closeBy.Before(deadline) {
+			deadline = s.closeBy // the drain's time is all a stalled client gets
+		}
+		s.mu.Unlock()
 		_ = s.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), deadline)
 		close(s.done)
 		_ = s.conn.Close()

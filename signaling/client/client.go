@@ -37,6 +37,10 @@ type Options struct {
 	// SenderReportInterval, if set, replaces pion's 1 s between RTCP
 	// sender reports (a test that writes its own sets it very long).
 	SenderReportInterval time.Duration
+	// NoTransportCC leaves transport-cc out (no feedback for the server's
+	// estimator, which then keeps its start value): for tests of the node
+	// itself that must not depend on congestion control.
+	NoTransportCC bool
 }
 
 // Client is one participant.
@@ -143,7 +147,7 @@ func (c *Client) setupPCs(opts Options) error {
 	if opts.SenderReportInterval > 0 {
 		icOpts = append(icOpts, webrtc.WithReportSenderOptions(report.SenderInterval(opts.SenderReportInterval)))
 	}
-	if err := webrtc.RegisterDefaultInterceptorsWithOptions(me, ir, icOpts...); err != nil {
+	if err := registerInterceptors(me, ir, opts, icOpts); err != nil {
 		return fmt.Errorf("interceptors: %w", err)
 	}
 	se := webrtc.SettingEngine{}
@@ -390,4 +394,23 @@ func (c *Client) Drop() {
 	_ = c.Pub.Close()
 	_ = c.Sub.Close()
 	c.negMu.Unlock()
+}
+
+// registerInterceptors adds pion's default interceptors, without
+// transport-cc when the options say so.
+func registerInterceptors(me *webrtc.MediaEngine, ir *interceptor.Registry, opts Options, icOpts []webrtc.InterceptorOption) error {
+	if !opts.NoTransportCC {
+		return webrtc.RegisterDefaultInterceptorsWithOptions(me, ir, icOpts...)
+	}
+	var senderOpts []report.SenderOption
+	if opts.SenderReportInterval > 0 {
+		senderOpts = append(senderOpts, report.SenderInterval(opts.SenderReportInterval))
+	}
+	if err := webrtc.ConfigureNack(me, ir); err != nil {
+		return err
+	}
+	if err := webrtc.ConfigureRTCPReportsWithOptions(ir, nil, senderOpts...); err != nil {
+		return err
+	}
+	return webrtc.ConfigureSimulcastExtensionHeaders(me)
 }
