@@ -3,8 +3,11 @@ package sfu
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 )
@@ -57,8 +60,36 @@ func (c *peerConn) setRemote(desc webrtc.SessionDescription) error {
 	return nil
 }
 
+// pcCloseTimeout bounds how long closing a peer connection may hold up the
+// close of its participant. pion v4.2.26 can wedge in PeerConnection.Close:
+// an SRTP or SRTCP packet for an SSRC nobody opened blocks its session's
+// reader on a channel that no goroutine accepts from any more (its
+// undeclared-media loop has ended), and Close waits for that reader
+// forever. The participant and its room close anyway; the goroutines pion
+// keeps are counted (StuckPeerConnectionCloses) and logged.
+var pcCloseTimeout = 5 * time.Second
+
+var stuckPCCloses atomic.Int64
+
+// StuckPeerConnectionCloses is how many peer connections did not finish
+// closing within pcCloseTimeout since the process started (see above).
+func StuckPeerConnectionCloses() int64 { return stuckPCCloses.Load() }
+
 func (c *peerConn) close() {
-	_ = c.pc.Close()
+	done := make(chan struct{})
+	go func() {
+		_ = c.pc.Close()
+		close(done)
+	}()
+	timer := time.NewTimer(pcCloseTimeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		n := stuckPCCloses.Add(1)
+		slog.Error("peer connection close did not finish: pion's SRTP session is wedged; going on without it",
+			"timeout", pcCloseTimeout, "stuck_total", n)
+	}
 }
 
 func parseCandidate(js string) (webrtc.ICECandidateInit, error) {

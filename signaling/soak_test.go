@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"regexp"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -20,7 +21,9 @@ import (
 	"github.com/livekit/protocol/livekit"
 	"github.com/pion/webrtc/v4"
 	"github.com/twitchtv/twirp"
+	"go.uber.org/goleak"
 
+	"github.com/fanout-sfu/fanout/sfu"
 	"github.com/fanout-sfu/fanout/signaling/client"
 )
 
@@ -51,6 +54,7 @@ type soakStats struct {
 	mu        sync.Mutex
 	rssCurve  []string // "cycles:MiB"
 	rssAt100  uint64
+	heapAt100 uint64 // the Go heap in use then (compared under -race)
 	errs      []string
 	cycles    atomic.Int64
 	published atomic.Int64
@@ -72,7 +76,9 @@ func (s *soakStats) fail(format string, args ...any) {
 func TestSoak(t *testing.T) {
 	cycles := envInt("FANOUT_SOAK_CYCLES", 200)
 	clients := envInt("FANOUT_SOAK_CLIENTS", 20)
-	checkLeaks(t)
+	checkLeaks(t, goleak.IgnoreAnyFunction("github.com/pion/srtp/v3.(*SessionSRTP).decrypt"),
+		goleak.IgnoreAnyFunction("github.com/pion/srtp/v3.(*SessionSRTCP).decrypt"),
+		goleak.IgnoreAnyFunction(pionStuckClose))
 	n := startNode(t, nodeOptions{participantTimeout: 2 * time.Second, departureTimeout: time.Second})
 	idle := settledGoroutines(0, 0)
 	t.Logf("soak: %d cycles from %d clients; idle goroutines %d, rss %.1f MiB", cycles, clients, idle, mib(rssBytes()))
@@ -106,7 +112,16 @@ func TestSoak(t *testing.T) {
 	}
 	// Everybody left or vanished: the rooms close after the departure
 	// timeout, vanished participants after the participant timeout.
-	eventually(t, 20*time.Second, "every room closed", func() bool { return len(n.rooms.Rooms(nil)) == 0 })
+	if !waitFor(20*time.Second, func() bool { return len(n.rooms.Rooms(nil)) == 0 }) {
+		var left []string
+		for _, r := range n.rooms.Rooms(nil) {
+			for _, p := range r.Participants() {
+				left = append(left, fmt.Sprintf("%s/%s(closed=%v)", r.Name(), p.Identity(), p.Closed()))
+			}
+		}
+		buf := make([]byte, 8<<20)
+		t.Fatalf("rooms still open 20 s after the last cycle, with %v\n%s", left, buf[:runtime.Stack(buf, true)])
+	}
 	st.httpc.CloseIdleConnections()
 	after := settledGoroutines(idle, 20*time.Second)
 	finalRSS := rssBytes()
@@ -115,11 +130,22 @@ func TestSoak(t *testing.T) {
 		st.cycles.Load(), elapsed.Round(time.Second), st.published.Load(), st.rsCalls.Load(), st.mutes.Load(), st.metadata.Load(), st.vanished.Load())
 	t.Logf("soak: goroutines idle %d, after %d; RSS MiB by cycle %s", idle, after, strings.Join(st.rssCurve, " "))
 	writeSoakReport(t, cycles, clients, elapsed, idle, after, st)
-	if after > idle {
+	if stuck := stuckInPion(); after-stuck > idle {
 		buf := make([]byte, 1<<20)
-		t.Fatalf("goroutines did not return to the idle count: %d > %d\n%s", after, idle, buf[:runtime.Stack(buf, true)])
+		t.Fatalf("goroutines did not return to the idle count: %d (%d of them pion's stuck SRTP sessions) > %d\n%s",
+			after, stuck, idle, buf[:runtime.Stack(buf, true)])
+	} else if stuck > 0 {
+		t.Logf("soak: %d goroutines left by pion/srtp's wedged sessions (upstream bug, see pionStuckDecrypt), %d peer connection closes given up on",
+			stuck, sfu.StuckPeerConnectionCloses())
 	}
-	if st.rssAt100 > 0 && float64(finalRSS) > 1.10*float64(st.rssAt100) {
+	switch {
+	case raceEnabled:
+		// The race detector's shadow memory makes RSS grow with every
+		// allocation ever made: the Go heap is what can be compared.
+		if st.heapAt100 > 0 && float64(heapInUse()) > 1.10*float64(st.heapAt100) {
+			t.Fatalf("heap grew: %.1f MiB at the end, %.1f MiB after %d cycles (more than 10%%)", mib(heapInUse()), mib(st.heapAt100), soakSampleEvery)
+		}
+	case st.rssAt100 > 0 && float64(finalRSS) > 1.10*float64(st.rssAt100):
 		t.Fatalf("RSS grew: %.1f MiB at the end, %.1f MiB after %d cycles (more than 10%%)", mib(finalRSS), mib(st.rssAt100), soakSampleEvery)
 	}
 	// The node still serves: a fresh pair publishes and receives.
@@ -276,9 +302,19 @@ func (s *soakStats) sampleRSS(cycles int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if cycles == soakSampleEvery {
-		s.rssAt100 = rss
+		s.rssAt100, s.heapAt100 = rss, heapInUse()
 	}
 	s.rssCurve = append(s.rssCurve, fmt.Sprintf("%d:%.1f", cycles, mib(rss)))
+}
+
+// waitFor polls cond until it holds or limit passes.
+func waitFor(limit time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
 }
 
 // settledGoroutines waits up to limit for the goroutine count to fall to
@@ -292,6 +328,16 @@ func settledGoroutines(target int, limit time.Duration) int {
 			return n
 		}
 	}
+}
+
+var stuckInPionRE = regexp.MustCompile(`\[chan send[^\]]*\]:\n` + regexp.QuoteMeta(pionStuckDecrypt) +
+	`|\[chan receive[^\]]*\]:\n` + regexp.QuoteMeta(pionStuckClose))
+
+// stuckInPion counts the goroutines pion/srtp left blocked for good.
+func stuckInPion() int {
+	buf := make([]byte, 8<<20)
+	dump := string(buf[:runtime.Stack(buf, true)])
+	return len(stuckInPionRE.FindAllStringIndex(dump, -1))
 }
 
 // rssBytes is the process's resident set size, after a collection.
@@ -308,6 +354,14 @@ func rssBytes() uint64 {
 	}
 	pages, _ := strconv.ParseUint(fields[1], 10, 64)
 	return pages * uint64(os.Getpagesize())
+}
+
+// heapInUse is the Go heap in use after a collection.
+func heapInUse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
 }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
