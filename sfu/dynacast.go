@@ -37,8 +37,8 @@ func newPublishedTrack(info *livekit.TrackInfo, up *UpTrack, send func(*livekit.
 }
 
 // wantLayer records the highest spatial layer a sink wants of the track;
-// -1 wants none. Only subscribers' DownTracks record wants: an egress
-// records none.
+// -1 wants none: subscribers' DownTracks, and sinks attached through
+// Room.PublishedTrack (an egress, which wants the top layer).
 func (t *publishedTrack) wantLayer(sink string, layer int8) {
 	if t.dyn != nil {
 		t.dyn.set(sink, layer)

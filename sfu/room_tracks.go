@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/livekit"
+
+	"github.com/fanout-sfu/fanout/simulcast"
 )
 
 // Ping settings announced in the join response.
@@ -255,10 +257,32 @@ func (p *Participant) SetPermission(perm *livekit.ParticipantPermission) {
 }
 
 // PublishedTrack returns a track published in the room, to attach a sink
-// of another package (an egress).
+// of another package (an egress). A sink added through it wants the top
+// simulcast layer, which an egress muxes, kept encoded (dynacast) until it
+// is removed: without a WebRTC subscriber the publisher would otherwise be
+// told to stop every layer.
 func (r *Room) PublishedTrack(id livekit.TrackID) (Track, bool) {
 	if _, t := r.findTrack(id); t != nil {
-		return t.up, true
+		return wantingTrack{UpTrack: t.up, pt: t}, true
 	}
 	return nil, false
+}
+
+// wantingTrack is a published track whose sinks record the layer they
+// want with its dynacast.
+type wantingTrack struct {
+	*UpTrack
+	pt *publishedTrack
+}
+
+// AddSink starts forwarding to s and wants the top layer for it.
+func (w wantingTrack) AddSink(s Sink) {
+	w.UpTrack.AddSink(s)
+	w.pt.wantLayer(s.SinkID(), simulcast.MaxSpatial-1)
+}
+
+// RemoveSink stops forwarding to the sink and forgets its want.
+func (w wantingTrack) RemoveSink(id string) {
+	w.UpTrack.RemoveSink(id)
+	w.pt.dropWant(id)
 }
