@@ -297,28 +297,36 @@ func TestFault9NegotiationDoesNotBlockRoom(t *testing.T) {
 	<-track.up.Done()
 }
 
-// Fault 9c: a subscribe whose transceiver is being added (pion may wait
-// for a negotiation there) holds no lock the room needs: the
-// participant's subscription list and mute updates answer meanwhile, and
-// an unsubscribe meanwhile wins.
-func TestFault9SubscribeDoesNotHoldLockAcrossPion(t *testing.T) {
+// subscribeHeldInAddTransceiver publishes a video track to which a viewer
+// subscribes, and holds that subscribe inside AddTransceiverFromTrack until
+// release is called; it returns once the subscribe is held there.
+func subscribeHeldInAddTransceiver(t *testing.T) (pubP, viewer *Participant, reader *gateReader, published chan *publishedTrack, release func()) {
 	r := newTestRoom(t)
-	pubP, _ := r.join(t, "publisher")
+	pubP, _ = r.join(t, "publisher")
 	pubP.Start()
-	viewer, _ := r.join(t, "viewer")
+	viewer, _ = r.join(t, "viewer")
 	viewer.Start()
-	hook, entered, release := holdingHook()
-	releaseOnce := sync.OnceFunc(func() { close(release) })
-	defer releaseOnce()
+	hook, entered, held := holdingHook()
+	release = sync.OnceFunc(func() { close(held) })
 	add := viewer.sub.addTransceiver
 	viewer.sub.addTransceiver = func(tl webrtc.TrackLocal, init ...webrtc.RTPTransceiverInit) (*webrtc.RTPTransceiver, error) {
 		hook()
 		return add(tl, init...)
 	}
-	reader := newGateReader()
-	published := make(chan *publishedTrack, 1)
+	reader = newGateReader()
+	published = make(chan *publishedTrack, 1)
 	go func() { published <- publishTest(pubP, webrtc.RTPCodecTypeVideo, reader, nil) }()
 	<-entered
+	return pubP, viewer, reader, published, release
+}
+
+// Fault 9c: a subscribe whose transceiver is being added (pion may wait
+// for a negotiation there) holds no lock the room needs: the
+// participant's subscription list and mute updates answer meanwhile, and
+// an unsubscribe meanwhile wins.
+func TestFault9SubscribeDoesNotHoldLockAcrossPion(t *testing.T) {
+	pubP, viewer, reader, published, releaseOnce := subscribeHeldInAddTransceiver(t)
+	defer releaseOnce()
 	within(t, "SubscribedTracks during AddTransceiverFromTrack", 2*time.Second, func() { viewer.SubscribedTracks() })
 	within(t, "setMuted during AddTransceiverFromTrack", 2*time.Second, func() { viewer.sub.setMuted("TR_other", true) })
 	var id livekit.TrackID
@@ -408,23 +416,8 @@ func TestFault3LayerWaitEndsWithConnection(t *testing.T) {
 // that one has finished, with the track there (a WHEP answer is made right
 // after), and without holding a lock while it waits.
 func TestFault9SecondSubscribeWaitsForFirst(t *testing.T) {
-	r := newTestRoom(t)
-	pubP, _ := r.join(t, "publisher")
-	pubP.Start()
-	viewer, _ := r.join(t, "viewer")
-	viewer.Start()
-	hook, entered, release := holdingHook()
-	releaseOnce := sync.OnceFunc(func() { close(release) })
+	pubP, viewer, reader, published, releaseOnce := subscribeHeldInAddTransceiver(t)
 	defer releaseOnce()
-	add := viewer.sub.addTransceiver
-	viewer.sub.addTransceiver = func(tl webrtc.TrackLocal, init ...webrtc.RTPTransceiverInit) (*webrtc.RTPTransceiver, error) {
-		hook()
-		return add(tl, init...)
-	}
-	reader := newGateReader()
-	published := make(chan *publishedTrack, 1)
-	go func() { published <- publishTest(pubP, webrtc.RTPCodecTypeVideo, reader, nil) }()
-	<-entered
 	var track *publishedTrack
 	within(t, "finding the track being subscribed", 2*time.Second, func() { track = pubP.pub.publishedTracks()[0] })
 	second := make(chan error, 1)
