@@ -84,6 +84,15 @@ func (cn *chaosNet) create(t *testing.T) error {
 		{"ip", "netns", "exec", cn.name, "ip", "link", "set", peer, "up"},
 		{"ip", "netns", "exec", cn.name, "ip", "link", "set", "lo", "up"},
 	}
+	// The impairment is tried once now, so that a machine without
+	// nftables or tbf skips the namespace part rather than failing later.
+	if cn.blackle {
+		steps = append(steps, []string{"ip", "netns", "exec", cn.name, "nft", "add", "table", "inet", "chaosprobe"},
+			[]string{"ip", "netns", "exec", cn.name, "nft", "delete", "table", "inet", "chaosprobe"})
+	} else {
+		steps = append(steps, []string{"tc", "qdisc", "add", "dev", cn.hostIf, "root", "tbf", "rate", "1mbit", "burst", "1600", "limit", "10000"},
+			[]string{"tc", "qdisc", "del", "dev", cn.hostIf, "root"})
+	}
 	for _, s := range steps {
 		if err := run(s...); err != nil {
 			return err
