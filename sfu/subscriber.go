@@ -19,7 +19,10 @@ type subscription struct {
 	dt          *DownTrack
 	track       *publishedTrack
 	transceiver *webrtc.RTPTransceiver
-	publisher   livekit.ParticipantID
+	// sender is the transceiver's sender as added (RemoveTrack clears the
+	// transceiver's): stopping it ends the DownTrack's RTCP reader.
+	sender    *webrtc.RTPSender
+	publisher livekit.ParticipantID
 	muted       bool // publisher muted the track
 	disabled    bool // subscriber disabled it with trackSetting
 	screen      bool // a screen share: served before cameras
@@ -278,7 +281,7 @@ func (s *subscriber) subscribe(from *Participant, t *publishedTrack) error {
 	// Taken now: a track that ends as its sink is added unsubscribes at
 	// once, and removing the track clears the transceiver's sender.
 	sender := tr.Sender()
-	sub, ok := s.install(from, t, id, r, dt, tr)
+	sub, ok := s.install(from, t, id, r, dt, tr, sender)
 	if !ok {
 		return nil
 	}
@@ -297,7 +300,7 @@ func (s *subscriber) subscribe(from *Participant, t *publishedTrack) error {
 // install makes a subscription whose transceiver was added visible, unless
 // it was unsubscribed or the subscriber closed meanwhile (then the
 // transceiver goes again).
-func (s *subscriber) install(from *Participant, t *publishedTrack, id livekit.TrackID, r *reservation, dt *DownTrack, tr *webrtc.RTPTransceiver) (*subscription, bool) {
+func (s *subscriber) install(from *Participant, t *publishedTrack, id livekit.TrackID, r *reservation, dt *DownTrack, tr *webrtc.RTPTransceiver, sender *webrtc.RTPSender) (*subscription, bool) {
 	s.mu.Lock()
 	cancelled := r.cancelled
 	delete(s.reserved, id)
@@ -309,6 +312,9 @@ func (s *subscriber) install(from *Participant, t *publishedTrack, id livekit.Tr
 				s.p.log.Debug("remove track", "track", id, "err", err)
 			}
 		}
+		// A transceiver added while the connection closed may have come
+		// after pion stopped the others: stop its sender here.
+		_ = sender.Stop()
 		return nil, false
 	}
 	// The mute state is read under s.mu, before sub is visible: a mute
@@ -317,7 +323,7 @@ func (s *subscriber) install(from *Participant, t *publishedTrack, id livekit.Tr
 	from.pub.mu.Lock()
 	muted, screen := t.info.Muted, isScreenShare(t.info)
 	from.pub.mu.Unlock()
-	sub := &subscription{dt: dt, track: t, transceiver: tr, publisher: from.ID(), muted: muted, disabled: s.disabled[id], screen: screen}
+	sub := &subscription{dt: dt, track: t, transceiver: tr, sender: sender, publisher: from.ID(), muted: muted, disabled: s.disabled[id], screen: screen}
 	dt.SetPaused(sub.muted || sub.disabled)
 	s.subs[id] = sub
 	s.mu.Unlock()
@@ -339,13 +345,17 @@ func (s *subscriber) unsubscribe(id livekit.TrackID) {
 	}
 	sub.dt.Track().RemoveSink(sub.dt.SinkID())
 	sub.track.dropWant(sub.dt.SinkID())
-	if closed {
-		return
+	if !closed {
+		if err := s.pc.pc.RemoveTrack(sub.sender); err != nil {
+			s.p.log.Debug("remove track", "track", id, "err", err)
+		}
 	}
-	if err := s.pc.pc.RemoveTrack(sub.transceiver.Sender()); err != nil {
-		s.p.log.Debug("remove track", "track", id, "err", err)
+	// RemoveTrack stops the sender, but not when the connection is
+	// closing meanwhile: the DownTrack's RTCP reader must end either way.
+	_ = sub.sender.Stop()
+	if !closed {
+		s.requestNegotiation()
 	}
-	s.requestNegotiation()
 }
 
 // trackEnded drops a subscription whose track was unpublished, and the
@@ -498,6 +508,7 @@ func (s *subscriber) close() {
 	for _, sub := range subs {
 		sub.dt.Track().RemoveSink(sub.dt.SinkID())
 		sub.track.dropWant(sub.dt.SinkID())
+		_ = sub.sender.Stop() // ends its RTCP reader even if pion's close does not reach it
 	}
 	s.pc.close()
 }
