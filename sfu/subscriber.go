@@ -23,9 +23,9 @@ type subscription struct {
 	// transceiver's): stopping it ends the DownTrack's RTCP reader.
 	sender    *webrtc.RTPSender
 	publisher livekit.ParticipantID
-	muted       bool // publisher muted the track
-	disabled    bool // subscriber disabled it with trackSetting
-	screen      bool // a screen share: served before cameras
+	muted     bool // publisher muted the track
+	disabled  bool // subscriber disabled it with trackSetting
+	screen    bool // a screen share: served before cameras
 }
 
 // reservation is a subscribe under way.
