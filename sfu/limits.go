@@ -171,6 +171,7 @@ func (r *Room) UpdateMetadata(md string) (*livekit.Room, error) {
 // dataLimiter is one participant's token buckets for the data packets it
 // sends, and when it was last told it went past them.
 type dataLimiter struct {
+	limits   Limits // with defaults filled in, once
 	mu       sync.Mutex
 	packets  *rate.Limiter
 	bytes    *rate.Limiter
@@ -184,6 +185,7 @@ const dataWarnInterval = time.Second
 func newDataLimiter(l Limits) *dataLimiter {
 	l = l.withDefaults()
 	return &dataLimiter{
+		limits:  l,
 		packets: rate.NewLimiter(rate.Limit(l.DataPacketRate), l.DataPacketBurst),
 		bytes:   rate.NewLimiter(rate.Limit(l.DataByteRate), max(l.DataByteRate, l.MaxDataPacketSize)),
 	}
@@ -193,19 +195,13 @@ func newDataLimiter(l Limits) *dataLimiter {
 // a packet past a limit is dropped and p is told why (at most once per
 // dataWarnInterval) with a LIMIT_EXCEEDED RequestResponse.
 func (r *Room) checkData(p *Participant, n int) bool {
-	l := r.Limits()
-	var err error
-	now := time.Now()
 	dl := p.dataLimits
-	switch {
-	case n > l.MaxDataPacketSize:
-		err = limitError(ErrDataTooLarge, n, "limits.max_data_packet_size", l.MaxDataPacketSize)
-	case !dl.packets.AllowN(now, 1):
-		err = fmt.Errorf("%w: more than limits.data_packet_rate %g packets/s (burst %d)", ErrDataRateLimited, l.DataPacketRate, l.DataPacketBurst)
-	case !dl.bytes.AllowN(now, n):
-		err = fmt.Errorf("%w: more than limits.data_byte_rate %d bytes/s", ErrDataRateLimited, l.DataByteRate)
-	}
-	if err == nil {
+	l := dl.limits
+	now := time.Now()
+	tooLarge := n > l.MaxDataPacketSize
+	tooFast := !tooLarge && !dl.packets.AllowN(now, 1)
+	tooManyBytes := !tooLarge && !tooFast && !dl.bytes.AllowN(now, n)
+	if !tooLarge && !tooFast && !tooManyBytes {
 		return true
 	}
 	dl.mu.Lock()
@@ -214,12 +210,22 @@ func (r *Room) checkData(p *Participant, n int) bool {
 		dl.lastWarn = now
 	}
 	dl.mu.Unlock()
-	p.log.Debug("data packet dropped", "err", err)
-	if warn {
-		p.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_RequestResponse{RequestResponse: &livekit.RequestResponse{
-			Reason: livekit.RequestResponse_LIMIT_EXCEEDED, Message: "data packet dropped: " + err.Error(),
-		}}})
+	if !warn {
+		return false // a flood costs a check per packet, not an error and a log line
 	}
+	var err error
+	switch {
+	case tooLarge:
+		err = limitError(ErrDataTooLarge, n, "limits.max_data_packet_size", l.MaxDataPacketSize)
+	case tooFast:
+		err = fmt.Errorf("%w: more than limits.data_packet_rate %g packets/s (burst %d)", ErrDataRateLimited, l.DataPacketRate, l.DataPacketBurst)
+	default:
+		err = fmt.Errorf("%w: more than limits.data_byte_rate %d bytes/s", ErrDataRateLimited, l.DataByteRate)
+	}
+	p.log.Debug("data packets dropped", "err", err)
+	p.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_RequestResponse{RequestResponse: &livekit.RequestResponse{
+		Reason: livekit.RequestResponse_LIMIT_EXCEEDED, Message: "data packet dropped: " + err.Error(),
+	}}})
 	return false
 }
 
