@@ -9,7 +9,7 @@ import (
 )
 
 // estimateLogInterval spaces the debug log of a subscriber's estimate.
-const estimateLogInterval = 2 * time.Second
+const estimateLogInterval = 200 * time.Millisecond
 
 // congestion estimates the bandwidth of one subscriber connection from the
 // transport-wide feedback its client sends (or REMB, from clients that send
@@ -64,4 +64,12 @@ func (c *congestion) restore(bps uint64) {
 	c.mu.Lock()
 	c.est.Restore(bps)
 	c.mu.Unlock()
+}
+
+// probeSaturated reports whether the probe cluster sent from since (unix
+// ns) on has filled the path (the prober ends it then).
+func (c *congestion) probeSaturated(since int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.est.ProbeSaturated(since)
 }

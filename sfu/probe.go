@@ -7,47 +7,86 @@ import (
 )
 
 // Probing: before the allocator moves a track up to a layer the estimate
-// does not cover, the subscriber's path is tested with a short cluster of
-// padding-only packets paced at the bitrate the upgrade needs. The
-// estimator measures the cluster by its own packets (simulcast GCC): if the
-// receiver got it at that rate without delay growth the estimate rises to
-// it, and the allocator trusts it at once.
+// does not cover, the subscriber's path is tested with a cluster of
+// padding-only packets paced above the bitrate the upgrade needs, on top of
+// the media. The estimator measures the cluster by its own packets, over
+// its tail (simulcast GCC): if the receiver got the tail at that rate
+// without delay growth the estimate rises to it, and the allocator trusts
+// it at once.
+//
+// A token bucket in the path (home routers, cable and mobile shapers hold
+// tens of kilobytes) passes a burst its size at the sender's pace: a
+// cluster must push more than any plausible bucket through before its tail
+// says anything. So a cluster lasts long enough for its excess over the
+// bitrate it tests (the overshoot plus the media) to empty probeBucketBytes
+// and then probeTailTime more, and it ends early as soon as the estimator
+// sees its tail saturate the path (GCC.ProbeSaturated): a failed probe
+// costs one feedback interval of overfill, not the whole cluster.
 const (
-	// probeClusterSpan is how long one cluster lasts: long enough for a
-	// receive rate to be measured over many packets, short enough that a
-	// full path only queues it briefly.
-	probeClusterSpan = 40 * time.Millisecond
+	// probeBucketBytes is the largest token bucket the prober plans for.
+	probeBucketBytes = 64 << 10
+	// probeTailTime is how long a cluster runs after the bucket is empty:
+	// the estimator measures the last 100 ms.
+	probeTailTime = 150 * time.Millisecond
+	// probeMinSpan and probeMaxSpan bound a cluster's length.
+	probeMinSpan = 300 * time.Millisecond
+	probeMaxSpan = 1600 * time.Millisecond
 	// probeSlot paces the cluster: packets go out in bursts this far apart.
 	probeSlot = 5 * time.Millisecond
-	// probeMinBytes is the least a cluster carries, however low its rate
-	// (it then lasts longer, up to probeMaxSpan): a bottleneck lets a
-	// burst the size of its token bucket (at least a packet or two)
-	// through at line rate, and a cluster no larger would measure that.
-	probeMinBytes = 6000
-	probeMaxSpan  = 300 * time.Millisecond
 	// probeOvershoot paces a cluster above the estimate it tests for, so
 	// that the rate measured (a little under the paced one) still reaches
-	// it.
-	probeOvershoot = 1.2
-	// probeMinPackets and probeMaxPackets bound a cluster: the estimator
-	// ignores clusters of fewer than 5 received packets.
+	// it, and so that a path just short of it fills.
+	probeOvershoot = 1.25
+	// probeMinPackets and probeMaxPackets bound a cluster (padding-only
+	// packets carry at most 255 bytes).
 	probeMinPackets = 10
-	probeMaxPackets = 200
+	probeMaxPackets = 1600
 	// probeResultWait is how long a cluster's result may take to show in
 	// the estimate (feedback comes every 50-100 ms).
 	probeResultWait = time.Second
 	// probeBackoffMin and probeBackoffMax space the clusters of an upgrade
 	// the path keeps refusing: each failure doubles the wait, so that a
 	// link at its capacity is tested rarely, but often enough that a link
-	// that got better is noticed within seconds.
+	// that got better is noticed within seconds (a lifted cap is found
+	// within probeBackoffMax plus a cluster).
 	probeBackoffMin = time.Second
-	probeBackoffMax = 8 * time.Second
+	probeBackoffMax = 5 * time.Second
 	// probeSettle is how long after a confirmed cluster the next one
 	// waits: the upgrade it allowed starts with a keyframe of the new
 	// layer, and a cluster on top of that burst would fail, or make the
 	// congestion of the upgrade look like the probe's own.
 	probeSettle = 2 * time.Second
 )
+
+// probeReach is how far above the estimate one cluster tests: a path just
+// capped far under an upgrade's need (a shaper set to a fraction of it)
+// is then overfilled by at most this factor, so that the frames queued
+// behind the padding stay a fraction of a second apart, while a lifted cap
+// is found in one or two clusters.
+const probeReach = 3
+
+// probeTest is the bitrate a cluster tests for when want is what the next
+// upgrade needs and estimate the estimate now.
+func probeTest(want, estimate uint64) uint64 {
+	return min(want, max(estimate, 1)*probeReach)
+}
+
+// probePlan sizes a cluster testing for test bits/s while the media takes
+// media bits/s: the padding (test x probeOvershoot less the media) in n
+// packets of size bytes over span. The span lets the cluster's excess over
+// the rate it tests empty a probeBucketBytes bucket and then run
+// probeTailTime more.
+func probePlan(test, media uint64) (n, size int, span time.Duration) {
+	rate := float64(test) * probeOvershoot
+	pad := max(rate-float64(media), float64(test)*(probeOvershoot-1))
+	excess := rate - float64(test)
+	drain := time.Duration(float64(probeBucketBytes*8) / max(excess, 1) * float64(time.Second))
+	span = min(max(drain+probeTailTime, probeMinSpan), probeMaxSpan)
+	bytes := int(pad * span.Seconds() / 8)
+	n = min(max(bytes/maxPaddingBytes, probeMinPackets), probeMaxPackets)
+	size = min(max(bytes/n, 1), maxPaddingBytes)
+	return n, size, span
+}
 
 // probeOutcome is what became of a probe cluster.
 type probeOutcome int
@@ -89,7 +128,7 @@ func (p *prober) result(now int64, estimate uint64) probeOutcome {
 		return probePending
 	}
 	if estimate >= p.target {
-		p.target, p.backoff, p.next = 0, 0, now+int64(probeSettle)
+		p.target, p.backoff, p.next = 0, 0, now
 		return probeConfirmed
 	}
 	if now-p.sentAt > int64(probeResultWait) {
@@ -113,22 +152,18 @@ func (p *prober) shield(estimate uint64) uint64 {
 // of the subscriptions' video streams, unless one is pending or the
 // backoff has not passed, and reports whether it sent one. It returns
 // early when stop closes.
-func (p *prober) maybeProbe(now int64, want, estimate uint64, subs []*subscription, stop <-chan struct{}) bool {
+func (p *prober) maybeProbe(now int64, want, media, estimate uint64, subs []*subscription, saturated func(since int64) bool, stop <-chan struct{}) bool {
 	if p.target != 0 || now < p.next || (p.upAt != 0 && now-p.upAt < int64(probeSettle)) {
 		return false
 	}
-	rate := float64(want) * probeOvershoot
-	bytes := max(int(rate*probeClusterSpan.Seconds()/8), probeMinBytes)
-	span := min(time.Duration(float64(bytes)*8/rate*float64(time.Second)), probeMaxSpan)
-	bytes = int(rate * span.Seconds() / 8)
-	n := min(max(bytes/maxPaddingBytes, probeMinPackets), probeMaxPackets)
-	size := min(max(bytes/n, 1), maxPaddingBytes)
+	test := probeTest(want, estimate)
+	n, size, span := probePlan(test, media)
 	dt := paddingTrack(subs)
-	if dt == nil || !sendCluster(dt, n, size, max(span, probeClusterSpan), stop) {
+	if dt == nil || !sendCluster(dt, n, size, span, saturated, stop) {
 		return false
 	}
 	end := time.Now().UnixNano()
-	p.target, p.before, p.sentAt = want, estimate, end
+	p.target, p.before, p.sentAt = test, estimate, end
 	p.backoff = min(max(2*p.backoff, probeBackoffMin), probeBackoffMax)
 	p.next = end + int64(p.backoff)
 	return true
@@ -147,8 +182,11 @@ func paddingTrack(subs []*subscription) *DownTrack {
 }
 
 // sendCluster writes n padding packets of size bytes on dt, spread evenly
-// over span in probeSlot steps. It reports whether all went out.
-func sendCluster(dt *DownTrack, n, size int, span time.Duration, stop <-chan struct{}) bool {
+// over span in probeSlot steps, and stops early when saturated reports
+// that the cluster filled the path. It reports whether it went out (all
+// of it, or until it saturated).
+func sendCluster(dt *DownTrack, n, size int, span time.Duration, saturated func(since int64) bool, stop <-chan struct{}) bool {
+	since := time.Now().UnixNano()
 	slots := int(span / probeSlot)
 	timer := time.NewTimer(probeSlot)
 	defer timer.Stop()
@@ -161,7 +199,7 @@ func sendCluster(dt *DownTrack, n, size int, span time.Duration, stop <-chan str
 			}
 			sent = due
 		}
-		if k == slots {
+		if k == slots || saturated(since) {
 			break
 		}
 		timer.Reset(probeSlot)

@@ -15,15 +15,16 @@ func TestProber(t *testing.T) {
 	subs := []*subscription{{dt: d}}
 	stop := make(chan struct{})
 	var p prober
+	never := func(int64) bool { return false }
 	now := time.Now().UnixNano()
-	if p.maybeProbe(now, 2_000_000, 1_000_000, subs, stop) {
+	if p.maybeProbe(now, 2_000_000, 500_000, 1_000_000, subs, never, stop) {
 		t.Fatal("a cluster went out before the stream started")
 	}
 	f.send(2, vp8Frame{key: true, pid: 1})
 	before := len(w.packets())
 
 	start := time.Now()
-	if !p.maybeProbe(now, 2_000_000, 1_000_000, subs, stop) {
+	if !p.maybeProbe(now, 2_000_000, 500_000, 1_000_000, subs, never, stop) {
 		t.Fatal("no cluster")
 	}
 	span := time.Since(start)
@@ -35,17 +36,21 @@ func TestProber(t *testing.T) {
 		}
 		bytes += int(s.hdr.PaddingSize)
 	}
-	// 2 Mbit/s times the overshoot over the cluster's span.
-	want := int(2_000_000 * probeOvershoot * probeClusterSpan.Seconds() / 8)
+	// 2 Mbit/s times the overshoot, less the media, over the planned span.
+	n, size, planned := probePlan(probeTest(2_000_000, 1_000_000), 500_000)
+	want := n * size
+	if wantPad := int((2_000_000*probeOvershoot - 500_000) * planned.Seconds() / 8); want < wantPad*9/10 || want > wantPad*11/10 {
+		t.Errorf("plan: %d bytes of padding, want about %d", want, wantPad)
+	}
 	if bytes < want*9/10 || bytes > want*11/10 || len(sent) < probeMinPackets {
 		t.Errorf("cluster: %d packets, %d bytes of padding, want about %d", len(sent), bytes, want)
 	}
-	if span < probeClusterSpan-2*probeSlot {
-		t.Errorf("cluster sent in %v: not paced over %v", span, probeClusterSpan)
+	if span < planned-2*probeSlot {
+		t.Errorf("cluster sent in %v: not paced over %v", span, planned)
 	}
 
 	end := time.Now().UnixNano()
-	if p.maybeProbe(end, 2_000_000, 1_000_000, subs, stop) {
+	if p.maybeProbe(end, 2_000_000, 500_000, 1_000_000, subs, never, stop) {
 		t.Error("a second cluster while the first one's result is pending")
 	}
 	// No result: failed after probeResultWait; the next cluster waits the
@@ -60,7 +65,7 @@ func TestProber(t *testing.T) {
 	if p.shield(600_000) != 600_000 {
 		t.Error("the shield outlived the cluster")
 	}
-	if !p.maybeProbe(end+int64(probeBackoffMin)+1, 2_000_000, 1_000_000, subs, stop) {
+	if !p.maybeProbe(end+int64(probeBackoffMin)+1, 2_000_000, 500_000, 1_000_000, subs, never, stop) {
 		t.Fatal("no cluster after the first backoff")
 	}
 	if p.backoff != 2*probeBackoffMin {
@@ -68,11 +73,11 @@ func TestProber(t *testing.T) {
 	}
 	end = time.Now().UnixNano()
 	p.result(end+int64(probeResultWait)+1, 1_000_000)
-	if p.maybeProbe(end+int64(2*probeBackoffMin)-int64(100*time.Millisecond), 2_000_000, 1_000_000, subs, stop) {
+	if p.maybeProbe(end+int64(2*probeBackoffMin)-int64(100*time.Millisecond), 2_000_000, 500_000, 1_000_000, subs, never, stop) {
 		t.Error("a cluster before the doubled backoff passed")
 	}
 	later := end + int64(2*probeBackoffMin) + int64(time.Millisecond)
-	if !p.maybeProbe(later, 2_000_000, 1_000_000, subs, stop) {
+	if !p.maybeProbe(later, 2_000_000, 500_000, 1_000_000, subs, never, stop) {
 		t.Fatal("no cluster after the doubled backoff")
 	}
 	// Confirmed: the next step may be probed for at once.
@@ -82,14 +87,61 @@ func TestProber(t *testing.T) {
 	if got := p.result(later+int64(200*time.Millisecond), 2_100_000); got != probePending {
 		t.Errorf("a second result: %v", got)
 	}
-	if p.maybeProbe(later+int64(200*time.Millisecond), 3_000_000, 2_100_000, subs, stop) {
+	p.upgraded(later + int64(100*time.Millisecond))
+	if p.maybeProbe(later+int64(200*time.Millisecond), 3_000_000, 500_000, 2_100_000, subs, never, stop) {
 		t.Error("a cluster while the upgrade a confirmed one allowed settles")
 	}
-	if !p.maybeProbe(later+int64(100*time.Millisecond+probeSettle), 3_000_000, 2_100_000, subs, stop) {
+	if !p.maybeProbe(later+int64(100*time.Millisecond+probeSettle), 3_000_000, 500_000, 2_100_000, subs, never, stop) {
 		t.Error("no cluster once the upgrade settled")
 	}
 	close(stop)
-	if p.maybeProbe(later+int64(10*time.Second), 3_000_000, 2_100_000, subs, stop) {
+	if p.maybeProbe(later+int64(10*time.Second), 3_000_000, 500_000, 2_100_000, subs, never, stop) {
 		t.Error("a whole cluster after stop")
+	}
+}
+
+// TestProbePlan checks that a cluster is long enough for its excess over
+// the rate it tests to empty the largest bucket planned for, within the
+// bounds, and that it tests at most probeReach times the estimate.
+func TestProbePlan(t *testing.T) {
+	tests := []struct {
+		test, media uint64
+	}{
+		{2_000_000, 500_000}, {600_000, 200_000}, {200_000, 50_000}, {10_000_000, 3_000_000},
+	}
+	for _, tt := range tests {
+		n, size, span := probePlan(tt.test, tt.media)
+		excess := float64(tt.test) * (probeOvershoot - 1) * (span - probeTailTime).Seconds() / 8
+		if span < probeMaxSpan && excess < probeBucketBytes*0.99 {
+			t.Errorf("test %d: span %v lets only %.0f bytes over the rate", tt.test, span, excess)
+		}
+		if span < probeMinSpan || span > probeMaxSpan || n < probeMinPackets || n > probeMaxPackets || size > maxPaddingBytes {
+			t.Errorf("test %d: %d x %d B over %v out of bounds", tt.test, n, size, span)
+		}
+	}
+	if got := probeTest(3_000_000, 600_000); got != 1_800_000 {
+		t.Errorf("probeTest far above the estimate: %d, want %d", got, 1_800_000)
+	}
+	if got := probeTest(1_000_000, 900_000); got != 1_000_000 {
+		t.Errorf("probeTest near the estimate: %d", got)
+	}
+}
+
+// TestProberEndsSaturatedCluster checks that a cluster stops once the
+// estimator reports that it filled the path.
+func TestProberEndsSaturatedCluster(t *testing.T) {
+	f := newSimulcastFixture()
+	w := &recordingWriter{}
+	d := newBoundDownTrack(t, f.up, "PA_sub", subscriberContext(fixtureVP8, 100, 9, 0, w))
+	f.send(2, vp8Frame{key: true, pid: 1})
+	var p prober
+	start := time.Now()
+	saturatedAfter := func(int64) bool { return time.Since(start) > 100*time.Millisecond }
+	if !p.maybeProbe(time.Now().UnixNano(), 2_000_000, 500_000, 1_000_000, []*subscription{{dt: d}}, saturatedAfter, make(chan struct{})) {
+		t.Fatal("no cluster")
+	}
+	_, _, planned := probePlan(probeTest(2_000_000, 1_000_000), 500_000)
+	if took := time.Since(start); took > planned/2 {
+		t.Errorf("a saturated cluster ran %v of its %v", took, planned)
 	}
 }

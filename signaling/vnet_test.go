@@ -2,6 +2,8 @@ package signaling_test
 
 import (
 	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -39,6 +41,8 @@ type shapedNet struct {
 	queue  *vnet.Queue
 	delay  *vnet.DelayFilter
 	loss   *vnet.LossFilter
+
+	jitterStop, jitterDone chan struct{}
 }
 
 // newShapedNet builds and starts the network; it is stopped at cleanup.
@@ -87,10 +91,66 @@ func (n *shapedNet) close() {
 }
 
 // SetRate caps the subscriber's downlink at bps bits/s (unlimited lifts
-// the cap), with a queue of 200 ms at that rate.
+// the cap), with a one-packet bucket and a queue of 200 ms at that rate.
 func (n *shapedNet) SetRate(bps int) {
+	n.tbf.SetBurst(1500)
 	n.tbf.SetSize(max(int64(bps)/8/5, 8000))
 	n.tbf.SetRate(bps)
+}
+
+// linkShape is a token bucket bottleneck as `tc tbf` builds one.
+type linkShape struct {
+	rate  int           // bits per second
+	burst int           // bucket size in bytes
+	queue time.Duration // tbf latency: the queue holds rate x queue + burst bytes
+}
+
+// String names the shape for logs and subtests: "700k-b16k-q100ms".
+func (s linkShape) String() string {
+	return fmt.Sprintf("%dk-b%dk-q%dms", s.rate/1000, s.burst/1024, s.queue.Milliseconds())
+}
+
+// SetShape caps the subscriber's downlink like `tc qdisc add ... tbf rate
+// R burst B latency L`: a bucket of B bytes filled at R lets a burst of B
+// through at line rate, and the queue behind it holds R x L + B bytes
+// before it drops.
+func (n *shapedNet) SetShape(s linkShape) {
+	n.tbf.SetSize(int64(float64(s.rate)/8*s.queue.Seconds()) + int64(s.burst))
+	n.tbf.SetBurst(max(s.burst, 1500))
+	n.tbf.SetRate(s.rate)
+}
+
+// SetJitter varies the subscriber's downlink delay at random between base
+// and base + spread, a new value every 5 ms (packets keep their order: the
+// delay filter releases them first in, first out), until the test ends or
+// SetJitter is called again.
+func (n *shapedNet) SetJitter(t *testing.T, base, spread time.Duration) {
+	if n.jitterStop != nil {
+		close(n.jitterStop)
+		<-n.jitterDone
+		n.jitterStop = nil
+	}
+	n.delay.SetDelay(base)
+	if spread <= 0 {
+		return
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	n.jitterStop, n.jitterDone = stop, done
+	go func() {
+		defer close(done)
+		rng := rand.New(rand.NewPCG(1, 2))
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				n.delay.SetDelay(base + time.Duration(rng.Int64N(int64(spread))))
+			}
+		}
+	}()
+	t.Cleanup(func() { n.SetJitter(t, 0, 0) })
 }
 
 // SetDelay delays the subscriber's downlink.
@@ -131,6 +191,13 @@ type layerChange struct {
 type arrival struct {
 	at  time.Time
 	seq uint16
+	ts  uint32
+	// Video: the packet starts a frame (VP8 S bit, partition 0), ends one
+	// (RTP marker), starts a keyframe.
+	start, end, key bool
+	pid             uint16 // VP8 picture id (15 bits)
+	vp8             bool   // the payload had a VP8 descriptor
+	width           int    // a keyframe's first packet: its width
 }
 
 // streamLog is what a subscriber received on one track.
@@ -174,13 +241,21 @@ func (w *layerWatch) read(tr *webrtc.TrackRemote, s *streamLog) {
 		}
 		now := time.Now()
 		width := 0
+		a := arrival{at: now, seq: pkt.SequenceNumber, ts: pkt.Timestamp, end: pkt.Marker}
 		if s.kind == webrtc.RTPCodecTypeVideo && len(pkt.Payload) > 0 {
-			if payload, err := vp8.Unmarshal(pkt.Payload); err == nil && vp8.S == 1 && vp8.PID == 0 {
+			payload, err := vp8.Unmarshal(pkt.Payload)
+			if err == nil {
+				a.vp8, a.pid = true, vp8.PictureID
+			}
+			if err == nil && vp8.S == 1 && vp8.PID == 0 {
+				a.start = true
+				a.key = len(payload) > 0 && payload[0]&1 == 0
 				width = vp8KeyframeWidth(payload)
 			}
 		}
+		a.width = width
 		w.mu.Lock()
-		s.arrivals = append(s.arrivals, arrival{at: now, seq: pkt.SequenceNumber})
+		s.arrivals = append(s.arrivals, a)
 		if width != 0 && width != s.width {
 			s.width = width
 			s.changes = append(s.changes, layerChange{at: now, width: width})

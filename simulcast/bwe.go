@@ -30,17 +30,23 @@ type BandwidthEstimator interface {
 	State(now int64) BWEState
 	// Restore undoes a decrease that the caller's own failed probe caused.
 	Restore(bps uint64)
+	// ProbeSaturated reports whether the probe cluster whose first packet
+	// was sent at or after since (unix ns) has filled the path: its tail
+	// arrives well under its send rate. The planner ends it then.
+	ProbeSaturated(since int64) bool
 }
 
 // Default bitrates of GCCConfig, in bits per second.
 //
-// The initial 1 Mbit/s lets a subscriber start on a mid simulcast layer
-// (typically 400-800 kbit/s) at once, while a path that cannot carry it
-// (cellular, congested Wi-Fi) sees at most a few hundred milliseconds of
-// queueing before the delay detector backs off; the start-up ramp (see
-// startupGrowth) or the probe planner find higher rates within seconds.
+// The initial 2.5 Mbit/s lets a subscriber start on a top simulcast layer
+// (typically 1.2-2 Mbit/s) at once, as the anchors do: on an open link the
+// top layer is decoded within the first keyframe's round trip. A path that
+// cannot carry it shows it in the first feedback: once any token bucket in
+// it is empty, queueing delay grows within a few frames, and the estimate
+// drops to what the bottleneck delivered (decreaseFactor), from which the
+// allocator picks the best layer that fits.
 const (
-	DefaultInitialBitrate = 1_000_000
+	DefaultInitialBitrate = 2_500_000
 	DefaultMinBitrate     = 30_000
 	DefaultMaxBitrate     = 20_000_000
 )
@@ -131,6 +137,13 @@ type GCC struct {
 	rate     rateControl
 	loss     lossControl
 	probe    probeMeter
+	queue    queueWatch
+
+	// The congestion episode: the highest recent acked bitrate seen while
+	// overusing since episodeAt (see deliveredRate).
+	episodePeak float64
+	episodeAt   int64
+	episode     bool
 
 	remb   float64
 	rembAt int64
@@ -172,6 +185,7 @@ func (g *GCC) OnFeedback(now int64, results []PacketResult) {
 		switch st {
 		case groupReset:
 			g.trend.reset()
+			g.queue.reset()
 			g.detector.resetTime()
 		case groupDelta:
 			if g.onDelta(d) == DelayOverusing {
@@ -184,27 +198,60 @@ func (g *GCC) OnFeedback(now int64, results []PacketResult) {
 		signal = DelayOverusing
 	}
 	acked, ackedOK := g.acked.rate()
+	delivered := g.deliveredRate(now, signal)
 	if received {
-		g.rate.update(now, signal, acked, ackedOK, g.rtt)
+		g.rate.update(now, signal, acked, ackedOK, delivered, g.rtt)
 	}
+	g.probe.update()
 	if p := g.probe.take(); p > 0 && signal != DelayOverusing && g.detector.trend < g.detector.threshold {
 		g.rate.raise(p)
 	}
-	if g.loss.update(now, g.current(now), g.rate.rate) {
+	if g.loss.update(now, g.current(now), g.rate.rate, delivered) {
 		g.rate.endStartup()
 	}
 	g.rate.clamp(g.min, g.max)
 	g.loss.clamp(g.min, g.max)
 }
 
+// episodeSpan is how long a congestion episode keeps the highest bitrate
+// delivered during it.
+const episodeSpan = int64(2e9)
+
+// deliveredRate is what the bottleneck delivers while it is full: the
+// highest recent acked bitrate seen while overusing in the current
+// episode (up to episodeSpan long), or the recent acked bitrate outside
+// one. Once the SFU has cut the rate (a layer switch, which waits for a
+// keyframe) the receiver gets less than the link carries while the queue
+// drains: the peak of the episode is the link's rate, the latest value
+// only the sender's.
+func (g *GCC) deliveredRate(now int64, signal DelaySignal) float64 {
+	recent := g.acked.recent()
+	if signal != DelayOverusing {
+		if g.episode && now-g.episodeAt <= episodeSpan {
+			return math.Max(g.episodePeak, recent)
+		}
+		return recent
+	}
+	if !g.episode || now-g.episodeAt > episodeSpan || now < g.episodeAt {
+		g.episode, g.episodeAt, g.episodePeak = true, now, recent
+	}
+	g.episodePeak = math.Max(g.episodePeak, recent)
+	return g.episodePeak
+}
+
 // onDelta runs one inter-group delay variation through the trendline and
 // the overuse detector.
 func (g *GCC) onDelta(d groupDeltas) DelaySignal {
 	slope, ok := g.trend.update(d)
-	if !ok {
-		return g.detector.signal
+	g.queue.add(d.at, g.trend.acc)
+	sig := g.detector.signal
+	if ok {
+		sig = g.detector.detect(g.trend.modified(slope), d)
 	}
-	return g.detector.detect(g.trend.modified(slope), d)
+	if g.queue.growing() {
+		return DelayOverusing
+	}
+	return sig
 }
 
 // OnREMB caps the estimate at a receiver's own estimate for RembTimeout.
@@ -244,6 +291,12 @@ func (g *GCC) Restore(bps uint64) {
 	if g.loss.bound > 0 {
 		g.loss.bound = math.Max(g.loss.bound, b)
 	}
+}
+
+// ProbeSaturated reports whether the probe cluster whose first packet was
+// sent at or after since has filled the path.
+func (g *GCC) ProbeSaturated(since int64) bool {
+	return g.probe.saturated && g.probe.total.firstSend >= since
 }
 
 // current is the final estimate before clamping: the smallest of the

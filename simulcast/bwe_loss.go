@@ -14,7 +14,8 @@ import "math"
 //   - from lossLow to lossHigh (5-10 %): hold. The estimate may not grow
 //     (a cap is set at the current estimate if there is none) nor falls.
 //   - above lossHigh (10 %): cap at rate x (1 - 0.5 x loss),
-//     draft-ietf-rmcat-gcc's loss-based rule. The rate is what the window's
+//     draft-ietf-rmcat-gcc's loss-based rule, but not under 0.85 x the
+//     bitrate the receiver got recently (loss at a full queue's edge). The rate is what the window's
 //     packets were sent at, but at most the highest estimate during this
 //     window and the one before (feedback reports packets up to a queue
 //     and a round trip after they were sent): not the estimate now, since
@@ -55,8 +56,13 @@ type lossControl struct {
 	holdOnly   bool    // the cap was set by the hold band, not by a decrease
 }
 
-// add counts one reported packet.
+// add counts one reported packet. Probe padding is not counted: a probe
+// that overfills the path loses its own packets by design, and the
+// estimator learns that from the probe's result, not as loss of the media.
 func (l *lossControl) add(r *PacketResult) {
+	if r.Probe {
+		return
+	}
 	if l.sent == 0 {
 		l.firstSend, l.lastSend = r.SendTime, r.SendTime
 	}
@@ -71,7 +77,7 @@ func (l *lossControl) add(r *PacketResult) {
 // update closes the window once it is complete and applies the loss rule
 // to current (the final estimate the sender follows); delayBased releases
 // a cap that has grown back to it. It reports whether loss lowered the cap.
-func (l *lossControl) update(now int64, current, delayBased float64) bool {
+func (l *lossControl) update(now int64, current, delayBased, received float64) bool {
 	if !l.open || now < l.start {
 		l.start, l.open = now, true
 	}
@@ -92,7 +98,12 @@ func (l *lossControl) update(now int64, current, delayBased float64) bool {
 	decreased := false
 	switch {
 	case l.ratio > lossHigh:
-		if b := rate * (1 - 0.5*l.ratio); l.bound == 0 || b < l.bound {
+		// Loss at a full queue's edge (a token bucket's, a shaper's) comes
+		// with the bottleneck delivering all it can: what it delivered is
+		// a floor, so that the overflow of a burst does not cut the
+		// estimate below the link's own rate.
+		b := math.Max(rate*(1-0.5*l.ratio), decreaseFactor*received)
+		if l.bound == 0 || b < l.bound {
 			l.bound, l.holdOnly = b, false
 		}
 		decreased = true

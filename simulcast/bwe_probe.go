@@ -3,23 +3,40 @@ package simulcast
 import "math"
 
 // Probe measurement. A probe cluster is a run of Probe packets sent at most
-// probeGap apart; it is measured by its own packets only, so a planner sizes
-// the cluster's padding at the rate it wants to test. The cluster's rate is
-// the lower of its send rate and its receive rate (bytes after the first
-// arrival over the arrival span). A receive rate well under the send rate
-// means the probe filled the path: the path's share is the receive rate,
-// and the result is taken a little under it.
+// probeGap apart, with the media packets sent among them: a planner paces
+// its padding so that media and padding together make the rate it tests.
+//
+// A bottleneck that is a token bucket lets a burst the size of its bucket
+// (tens of kilobytes on home routers, cable and mobile shapers) through at
+// the sender's pace, and only then serves at its rate: the head of a
+// cluster says nothing about the link. So a cluster is measured over its
+// tail, the last probeTailSpan of it by send time: the receive rate there
+// (bytes after the tail's first arrival over the tail's arrival span)
+// against the send rate there. A tail received well under its send rate
+// means the probe filled the path (saturated): the result is then a little
+// under that receive rate (the path's rate, which may still be above what
+// the planner tested for), and a planner ends the cluster early on it
+// (ProbeSaturated). Otherwise the result is the lower of the cluster's send
+// and receive rates: never above what was sent. A planner makes clusters
+// long enough to empty any plausible bucket before their tail.
 const (
 	probeGap        = int64(20e6) // a longer pause between probe packets ends the cluster
-	probeMaxSpan    = int64(1e9)  // a cluster longer than this is measured and a new one starts
+	probeMaxSpan    = int64(2e9)  // a cluster longer than this is measured and a new one starts
 	probeMinPackets = 5
 	probeMaxLoss    = 0.2
 	probeSaturated  = 0.9 // receive rate under 0.9 x send rate: the path was full
+	// probeSegment and probeSegments cut a cluster by send time into
+	// segments kept as sums (no per-packet memory).
+	probeSegment  = int64(50e6)
+	probeSegments = int(probeMaxSpan / probeSegment)
+	// probeTailSpan and probeTailPackets: the tail is the last segments
+	// covering at least 100 ms and 8 received packets.
+	probeTailSpan    = int64(100e6)
+	probeTailPackets = 8
 )
 
-// probeMeter measures probe clusters from feedback.
-type probeMeter struct {
-	open                bool
+// probeSums are the sums of a run of packets of a probe cluster.
+type probeSums struct {
 	sent, recv          int
 	sentBytes           int64
 	recvBytes           int64
@@ -27,36 +44,147 @@ type probeMeter struct {
 	lastSendSize        int
 	firstArr, lastArr   int64
 	firstArrSize        int
-	best                float64 // best result completed since the last take
 }
 
-// add takes one reported packet in send order.
-func (p *probeMeter) add(r *PacketResult) {
-	if p.open && (r.SendTime-p.lastSend > probeGap || r.SendTime-p.firstSend > probeMaxSpan) {
-		p.finish()
+// add counts one packet.
+func (s *probeSums) add(r *PacketResult) {
+	if s.sent == 0 || r.SendTime < s.firstSend {
+		s.firstSend = r.SendTime
 	}
-	if !r.Probe || r.Size <= 0 {
-		return
+	if s.sent == 0 || r.SendTime >= s.lastSend {
+		s.lastSend, s.lastSendSize = r.SendTime, r.Size
 	}
-	if !p.open {
-		*p = probeMeter{open: true, firstSend: r.SendTime, lastSend: r.SendTime, best: p.best}
-	}
-	p.sent++
-	p.sentBytes += int64(r.Size)
-	if r.SendTime >= p.lastSend {
-		p.lastSend, p.lastSendSize = r.SendTime, r.Size
-	}
+	s.sent++
+	s.sentBytes += int64(r.Size)
 	if !r.Received {
 		return
 	}
-	p.recv++
-	p.recvBytes += int64(r.Size)
-	if p.recv == 1 || r.Arrival < p.firstArr {
-		p.firstArr, p.firstArrSize = r.Arrival, r.Size
+	if s.recv == 0 || r.Arrival < s.firstArr {
+		s.firstArr, s.firstArrSize = r.Arrival, r.Size
 	}
-	if p.recv == 1 || r.Arrival > p.lastArr {
-		p.lastArr = r.Arrival
+	if s.recv == 0 || r.Arrival > s.lastArr {
+		s.lastArr = r.Arrival
 	}
+	s.recv++
+	s.recvBytes += int64(r.Size)
+}
+
+// merge adds the sums of o.
+func (s *probeSums) merge(o *probeSums) {
+	if o.sent == 0 {
+		return
+	}
+	if s.sent == 0 {
+		*s = *o
+		return
+	}
+	if o.firstSend < s.firstSend {
+		s.firstSend = o.firstSend
+	}
+	if o.lastSend >= s.lastSend {
+		s.lastSend, s.lastSendSize = o.lastSend, o.lastSendSize
+	}
+	s.sent += o.sent
+	s.sentBytes += o.sentBytes
+	if o.recv > 0 {
+		if s.recv == 0 || o.firstArr < s.firstArr {
+			s.firstArr, s.firstArrSize = o.firstArr, o.firstArrSize
+		}
+		if s.recv == 0 || o.lastArr > s.lastArr {
+			s.lastArr = o.lastArr
+		}
+	}
+	s.recv += o.recv
+	s.recvBytes += o.recvBytes
+}
+
+// rates are the receive and send rates of the run (bits/s); ok is false
+// when it is too short to tell.
+func (s *probeSums) rates() (recv, send float64, ok bool) {
+	if s.sent < probeMinPackets || s.recv < probeMinPackets {
+		return 0, 0, false
+	}
+	recvSpan := s.lastArr - s.firstArr
+	if recvSpan <= 0 {
+		return 0, 0, false
+	}
+	recv = float64(s.recvBytes-int64(s.firstArrSize)) * 8 / (float64(recvSpan) / 1e9)
+	send = math.Inf(1)
+	if span := s.lastSend - s.firstSend; span > 0 {
+		send = float64(s.sentBytes-int64(s.lastSendSize)) * 8 / (float64(span) / 1e9)
+	}
+	return recv, send, true
+}
+
+// probeMeter measures probe clusters from feedback.
+type probeMeter struct {
+	open  bool
+	total probeSums
+	segs  [probeSegments]probeSums
+	last  int     // highest segment with packets
+	// lastProbe is the send time of the cluster's latest padding packet.
+	lastProbe int64
+	best  float64 // best result completed since the last take
+	// saturated: the open cluster's tail was received well under its
+	// send rate (or lost too much): it has filled the path.
+	saturated bool
+}
+
+// add takes one reported packet in send order. Media packets sent while a
+// cluster is open count with it: the planner paces the padding so that
+// media and padding together make the rate it tests.
+func (p *probeMeter) add(r *PacketResult) {
+	if p.open && (r.SendTime-p.lastProbe > probeGap || r.SendTime-p.total.firstSend >= probeMaxSpan) {
+		p.finish()
+	}
+	if r.Size <= 0 || (!r.Probe && !p.open) {
+		return
+	}
+	if !p.open {
+		*p = probeMeter{open: true, best: p.best}
+		p.total.firstSend = r.SendTime
+	}
+	if r.Probe {
+		p.lastProbe = max(p.lastProbe, r.SendTime)
+	}
+	p.total.add(r)
+	i := int((r.SendTime - p.total.firstSend) / probeSegment)
+	i = min(max(i, 0), probeSegments-1)
+	p.segs[i].add(r)
+	p.last = max(p.last, i)
+}
+
+// update re-evaluates the open cluster's tail after a feedback.
+func (p *probeMeter) update() {
+	if !p.open || p.saturated {
+		return
+	}
+	if tail, ok := p.tail(); ok {
+		p.saturated = probeTailSaturated(&tail)
+	}
+}
+
+// tail sums the last segments of the open cluster that cover
+// probeTailSpan and probeTailPackets received packets.
+func (p *probeMeter) tail() (probeSums, bool) {
+	var t probeSums
+	for i := p.last; i >= 0; i-- {
+		t.merge(&p.segs[i])
+		if t.recv >= probeTailPackets && t.lastSend-t.firstSend >= probeTailSpan-probeSegment/2 {
+			return t, true
+		}
+	}
+	return t, false
+}
+
+// probeTailSaturated reports whether a tail was received well under its
+// send rate, or lost too much.
+func probeTailSaturated(t *probeSums) bool {
+	if t.sent >= probeMinPackets && 1-float64(t.recv)/float64(t.sent) > probeMaxLoss {
+		return true
+	}
+	recv, send, ok := t.rates()
+	return ok && recv < probeSaturated*send
 }
 
 // finish closes the open cluster and keeps its result if it is the best.
@@ -67,27 +195,32 @@ func (p *probeMeter) finish() {
 	}
 }
 
-// result is the open cluster's measured rate, or 0 when it is not usable.
+// result is the open cluster's measured rate, or 0 when it is not usable
+// or it saturated the path.
 func (p *probeMeter) result() float64 {
-	if p.sent < probeMinPackets || p.recv < probeMinPackets {
+	s := &p.total
+	if s.sent < probeMinPackets || s.recv < probeMinPackets {
 		return 0
 	}
-	if 1-float64(p.recv)/float64(p.sent) > probeMaxLoss {
+	if 1-float64(s.recv)/float64(s.sent) > probeMaxLoss {
 		return 0
 	}
-	recvSpan := p.lastArr - p.firstArr
-	if recvSpan <= 0 {
+	if tail, ok := p.tail(); ok && (p.saturated || probeTailSaturated(&tail)) {
+		// The path was full: its rate is what the tail got through.
+		recv, _, ok := tail.rates()
+		if !ok {
+			return 0
+		}
+		return probeSaturated * recv
+	}
+	recv, send, ok := s.rates()
+	if !ok {
 		return 0
 	}
-	recvRate := float64(p.recvBytes-int64(p.firstArrSize)) * 8 / (float64(recvSpan) / 1e9)
-	sendRate := math.Inf(1)
-	if sendSpan := p.lastSend - p.firstSend; sendSpan > 0 {
-		sendRate = float64(p.sentBytes-int64(p.lastSendSize)) * 8 / (float64(sendSpan) / 1e9)
+	if recv < probeSaturated*send {
+		return probeSaturated * recv
 	}
-	if recvRate < probeSaturated*sendRate {
-		return probeSaturated * recvRate
-	}
-	return math.Min(sendRate, recvRate)
+	return math.Min(send, recv)
 }
 
 // take returns the best cluster result completed since the last call, or 0.

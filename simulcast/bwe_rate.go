@@ -7,9 +7,9 @@ import (
 
 // AIMD rate control parameters.
 const (
-	// decreaseFactor: on overuse the estimate drops to 0.85 x the bitrate
-	// the receiver got, just under what the bottleneck delivered, so the
-	// queue drains.
+	// decreaseFactor: on overuse the estimate drops to 0.85 x what the
+	// bottleneck delivered while it was full (deliveredRate), so the queue
+	// drains.
 	decreaseFactor = 0.85
 	// increasePerSec: multiplicative increase, 8 % per second, while the
 	// estimate is far from the last congestion point.
@@ -86,7 +86,7 @@ func (r *rateControl) endStartup() { r.startup = false }
 
 // update applies one feedback's delay signal: decrease on overuse,
 // increase when normal, hold when a queue drains.
-func (r *rateControl) update(now int64, sig DelaySignal, acked float64, ackedOK bool, rtt time.Duration) {
+func (r *rateControl) update(now int64, sig DelaySignal, acked float64, ackedOK bool, recent float64, rtt time.Duration) {
 	var dt float64
 	if r.updated {
 		dt = float64(min(max(now-r.lastUpdate, 0), int64(maxIncreaseStep))) / 1e9
@@ -94,23 +94,34 @@ func (r *rateControl) update(now int64, sig DelaySignal, acked float64, ackedOK 
 	r.lastUpdate, r.updated = now, true
 	switch sig {
 	case DelayOverusing:
-		r.decrease(now, acked, ackedOK, rtt)
+		r.decrease(now, acked, ackedOK, recent, rtt)
 	case DelayNormal:
 		r.increase(dt, acked, ackedOK, rtt)
 	}
 }
 
-// decrease drops the rate to decreaseFactor x the acked bitrate, at most
-// once per response time unless the rate is more than twice the acked one.
-func (r *rateControl) decrease(now int64, acked float64, ackedOK bool, rtt time.Duration) {
+// decrease drops the rate to decreaseFactor x the recently acked bitrate
+// (recent, what the bottleneck delivered over the last ackedRecentSpan), at
+// most once per response time unless the rate is more than twice the acked
+// one. An overuse while the rate is already at or under what the receiver
+// gets is the backlog of an earlier overload draining (the sender's switch
+// to a lower layer waits for a keyframe, and the queue it filled takes a
+// while to empty): it is not a reason to go lower.
+func (r *rateControl) decrease(now int64, acked float64, ackedOK bool, recent float64, rtt time.Duration) {
 	since := now - r.lastDecrease
 	tooSoon := r.decreased && since >= 0 && since < int64(rtt+responseExtra)
 	if tooSoon && !(ackedOK && r.rate > 2*acked) {
 		return
 	}
+	if recent > 0 && r.decreased && r.rate <= recent {
+		return
+	}
 	target := decreaseFactor * r.rate
-	if ackedOK {
-		target = decreaseFactor * acked
+	if recent > 0 {
+		target = decreaseFactor * recent
+		r.capacity.onCongestion(recent)
+	} else if ackedOK {
+		target = 0.85 * acked
 		r.capacity.onCongestion(acked)
 	}
 	r.rate = math.Min(r.rate, target)
@@ -221,6 +232,26 @@ func bucketSlot(i int64) int {
 		s += ackedBuckets
 	}
 	return int(s)
+}
+
+// ackedRecentSpan is the span, in buckets, of the recent acked bitrate: the
+// 300 ms of arrivals before the newest (still filling) bucket. After a token bucket empties, the queue behind
+// it shows as delay growth within a few group deltas; the 500 ms window
+// would still hold the bucket's burst at line rate by then, this one
+// mostly what the bottleneck let through since.
+const ackedRecentSpan = 30
+
+// recent is the bitrate the receiver got over the ackedRecentSpan buckets
+// of arrival time before the newest, or 0 before that much is measured.
+func (a *ackedRate) recent() float64 {
+	if !a.started || a.newest-a.first < ackedRecentSpan {
+		return 0
+	}
+	var sum int64
+	for i := a.newest - ackedRecentSpan; i < a.newest; i++ {
+		sum += a.bytes[bucketSlot(i)]
+	}
+	return float64(sum) * 8 / (float64(ackedRecentSpan*ackedBucket) / 1e9)
 }
 
 // rate is the acked bitrate, once enough time is measured.

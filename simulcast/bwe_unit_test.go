@@ -14,7 +14,7 @@ func TestGCCConfigDefaults(t *testing.T) {
 	tests := []struct {
 		in, want GCCConfig
 	}{
-		{GCCConfig{}, GCCConfig{Initial: 1e6, Min: 30e3, Max: 20e6}},
+		{GCCConfig{}, GCCConfig{Initial: 2.5e6, Min: 30e3, Max: 20e6}},
 		{GCCConfig{Initial: 10}, GCCConfig{Initial: 30e3, Min: 30e3, Max: 20e6}},
 		{GCCConfig{Initial: 50e6}, GCCConfig{Initial: 20e6, Min: 30e3, Max: 20e6}},
 		{GCCConfig{Min: 5e6, Max: 1e6}, GCCConfig{Initial: 5e6, Min: 5e6, Max: 5e6}},
@@ -234,7 +234,7 @@ func TestRateControl(t *testing.T) {
 			r.init(1e6)
 			r.startup = tt.startup
 			for i, op := range tt.ops {
-				r.update(op.at*bweMS, op.sig, op.acked, op.acked > 0, rtt)
+				r.update(op.at*bweMS, op.sig, op.acked, op.acked > 0, 0, rtt)
 				if !bweNear(r.rate, op.want, 1e-9) {
 					t.Fatalf("op %d: rate %.1f, want %.1f", i, r.rate, op.want)
 				}
@@ -243,10 +243,66 @@ func TestRateControl(t *testing.T) {
 	}
 }
 
+// TestRateControlDelivered covers decreases from what the bottleneck
+// delivered: 0.85 of it, none while the rate is already under it (a
+// backlog draining), and a further one when it delivers less.
+func TestRateControlDelivered(t *testing.T) {
+	const rtt = 50 * time.Millisecond
+	var r rateControl
+	r.init(2.5e6)
+	steps := []struct {
+		at        int64
+		delivered float64
+		want      float64
+	}{
+		{0, 700e3, 595e3},
+		{500, 700e3, 595e3}, // under what is delivered: the queue drains
+		{1000, 500e3, 425e3},
+	}
+	for i, st := range steps {
+		r.update(st.at*bweMS, DelayOverusing, st.delivered, true, st.delivered, rtt)
+		if !bweNear(r.rate, st.want, 1e-9) {
+			t.Fatalf("step %d: rate %.0f, want %.0f", i, r.rate, st.want)
+		}
+	}
+}
+
+// TestGCCDeliveredPeak covers the congestion episode: once the sender has
+// cut its rate, the receiver gets less than the link carries, and the
+// estimate stays at what the link delivered while it was full.
+func TestGCCDeliveredPeak(t *testing.T) {
+	g := NewGCC(GCCConfig{})
+	// 1 s at 700 kbit/s: 1000 B every ~11.4 ms.
+	var rs []PacketResult
+	for i := range 88 {
+		at := int64(i) * 11_428_571
+		rs = append(rs, PacketResult{Seq: uint16(i), SendTime: at, Arrival: at, Size: 1000, Received: true})
+	}
+	g.acked = ackedRate{}
+	for i := range rs {
+		g.acked.add(rs[i].Arrival, rs[i].Size)
+	}
+	peak := g.deliveredRate(1e9, DelayOverusing)
+	if peak < 650e3 || peak > 750e3 {
+		t.Fatalf("delivered %.0f while full, want about 700k", peak)
+	}
+	// Then 300 ms at 200 kbit/s: still overusing, the peak stands.
+	for i := range 8 {
+		at := int64(1e9) + int64(i)*40e6
+		g.acked.add(at, 1000)
+	}
+	if got := g.deliveredRate(13e8, DelayOverusing); got != peak {
+		t.Fatalf("delivered %.0f after the sender's cut, want the episode's %.0f", got, peak)
+	}
+	if got := g.deliveredRate(13e8+episodeSpan+1, DelayOverusing); got >= peak {
+		t.Fatalf("delivered %.0f after the episode, want less than %.0f", got, peak)
+	}
+}
+
 func TestRateControlRaise(t *testing.T) {
 	var r rateControl
 	r.init(1e6)
-	r.update(0, DelayOverusing, 1e6, true, 0)
+	r.update(0, DelayOverusing, 1e6, true, 0, 0)
 	if !r.capacity.known {
 		t.Fatal("no capacity estimate after congestion")
 	}
@@ -299,7 +355,7 @@ func TestLossControl(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var l lossControl
-			l.update(0, tt.current, tt.delayBased) // opens the first window
+			l.update(0, tt.current, tt.delayBased, 0) // opens the first window
 			for i, w := range tt.wins {
 				start := int64(i) * 1000 * bweMS // windows a second apart
 				for k := range w.packets {
@@ -309,7 +365,7 @@ func TestLossControl(t *testing.T) {
 				if l.bound > 0 {
 					cur = min(cur, l.bound) // the sender follows the cap
 				}
-				l.update(start+1000*bweMS, cur, tt.delayBased)
+				l.update(start+1000*bweMS, cur, tt.delayBased, 0)
 				if !bweNear(l.bound, w.want, 1e-9) {
 					t.Fatalf("window %d: cap %.0f, want %.0f (ratio %.3f)", i, l.bound, w.want, l.ratio)
 				}
@@ -322,6 +378,23 @@ func TestLossControl(t *testing.T) {
 type probePkt struct {
 	send, arr int64
 	lost      bool
+}
+
+// bucketCluster is n probe packets 5 bweMS apart whose first pass arrive
+// at the same pace and the rest 10 bweMS apart.
+func bucketCluster(n, pass int) []probePkt {
+	ps := make([]probePkt, n)
+	arr := int64(1000)
+	for i := range ps {
+		if i > 0 {
+			arr += 5
+			if i >= pass {
+				arr += 5
+			}
+		}
+		ps[i] = probePkt{send: int64(i) * 5, arr: arr}
+	}
+	return ps
 }
 
 func TestProbeMeter(t *testing.T) {
@@ -342,6 +415,10 @@ func TestProbeMeter(t *testing.T) {
 		{"arrivals compressed: the send rate", cluster(10, 5, 4, 0), sent},
 		{"path at half the rate: saturated", cluster(10, 5, 10, 0), 0.9 * sent / 2},
 		{"too few packets", cluster(4, 5, 5, 0), 0},
+		// A token bucket passes the first 150 ms at the sender's pace, then
+		// serves at half of it: the tail tells.
+		{"bucket, then half the rate", bucketCluster(60, 30), 0.9 * sent / 2},
+		{"bucket larger than the cluster: the send rate", bucketCluster(60, 60), sent},
 		{"too many lost", cluster(10, 5, 5, 3), 0},
 		{"all arrived at once", cluster(10, 5, 0, 0), 0},
 	}
@@ -354,7 +431,8 @@ func TestProbeMeter(t *testing.T) {
 			if got := p.take(); got != 0 {
 				t.Fatalf("result %v before the cluster ended", got)
 			}
-			p.add(&PacketResult{SendTime: 500 * bweMS, Arrival: 1500 * bweMS, Size: 1000, Received: true})
+			p.update()
+			p.add(&PacketResult{SendTime: 900 * bweMS, Arrival: 2500 * bweMS, Size: 1000, Received: true})
 			if got := p.take(); !bweNear(got, tt.want, 1e-9) {
 				t.Fatalf("result %.0f, want %.0f", got, tt.want)
 			}
