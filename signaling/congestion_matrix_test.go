@@ -27,7 +27,8 @@ import (
 // x 4 queues) with a 30 s window after settling; otherwise a short form
 // runs a few shapes with a 10 s window. FANOUT_CC_PARALLEL runs that many
 // shapes at once (default 1; each has its own virtual network and node).
-// Each shape logs a line starting "congestion-metric: scenario=shape".
+// FANOUT_CC_WINDOW (a Go duration) overrides the window. Each shape logs a
+// line starting "congestion-metric: scenario=shape".
 
 // ccMatrixFull reports whether the whole matrix runs.
 func ccMatrixFull() bool { return os.Getenv("FANOUT_CC_MATRIX") == "full" }
@@ -67,6 +68,9 @@ func TestCongestionMatrix(t *testing.T) {
 	window := 10 * time.Second
 	if ccMatrixFull() {
 		window = 30 * time.Second
+	}
+	if w, err := time.ParseDuration(os.Getenv("FANOUT_CC_WINDOW")); err == nil && w > 0 {
+		window = w
 	}
 	parallel, _ := strconv.Atoi(os.Getenv("FANOUT_CC_PARALLEL"))
 	for _, shape := range ccMatrixShapes() {

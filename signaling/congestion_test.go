@@ -87,12 +87,19 @@ func (r *ccRoom) streamState(t *testing.T, mark int, sid string, state livekit.S
 }
 
 // stable checks that track sid stays at width from now for d, and returns
-// its layer changes, its packets received and lost over that time.
+// its layer changes, its packets received and lost over that time (for
+// video, the media packets of its frames: probe padding lost on purpose
+// is not video).
 func (r *ccRoom) stable(sid string, d time.Duration) (changes []layerChange, received, lost int) {
 	from := time.Now()
 	time.Sleep(d)
 	to := time.Now()
 	received, lost = r.watch.window(sid, from, to)
+	if r.watch.isVideo(sid) {
+		var packets int
+		packets, lost = r.watch.videoLoss(sid, from, to)
+		received = packets - lost
+	}
 	return r.watch.changesSince(sid, from), received, lost
 }
 
@@ -210,7 +217,8 @@ func TestCongestionScreenShareFirst(t *testing.T) {
 		widths[i] = r.watch.width(id)
 	}
 	screenChanges := r.watch.changesSince(screen, from)
-	received, lost := r.watch.window(screen, from, to)
+	packets, lost := r.watch.videoLoss(screen, from, to)
+	received := packets - lost
 	t.Logf("congestion-metric: scenario=screen_share_1200k widths(screen,cam1,cam2)=%v screen_changes=%d screen_loss=%.2f%%",
 		widths, len(screenChanges), lossPercent(received, lost))
 	if widths[0] != mediumWidth || len(screenChanges) != 0 {

@@ -283,6 +283,14 @@ func (w *layerWatch) width(id string) int {
 	return 0
 }
 
+// isVideo reports whether track id is a video track.
+func (w *layerWatch) isVideo(id string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := w.streams[id]
+	return s != nil && s.kind == webrtc.RTPCodecTypeVideo
+}
+
 // changesSince returns the layer changes of track id at or after from.
 func (w *layerWatch) changesSince(id string, from time.Time) []layerChange {
 	w.mu.Lock()

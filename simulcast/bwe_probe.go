@@ -27,12 +27,20 @@ const (
 	probeSaturated  = 0.9 // receive rate under 0.9 x send rate: the path was full
 	// probeSegment and probeSegments cut a cluster by send time into
 	// segments kept as sums (no per-packet memory).
-	probeSegment  = int64(50e6)
+	probeSegment  = int64(25e6)
 	probeSegments = int(probeMaxSpan / probeSegment)
 	// probeTailSpan and probeTailPackets: the tail is the last segments
-	// covering at least 100 ms and 8 received packets.
-	probeTailSpan    = int64(100e6)
+	// covering at least 75 ms and 8 received packets.
+	probeTailSpan    = int64(75e6)
 	probeTailPackets = 8
+	// probeQueueMs and probeQueuePackets: the latest segment's packets
+	// (probeQueuePackets at least) took probeQueueMs longer on average to
+	// arrive than the first segment's: the cluster is queueing, which shows
+	// a feedback or two before its receive rate does. The means over a
+	// dense cluster's packets keep jitter of tens of milliseconds under it
+	// (a needless stop only costs one cluster).
+	probeQueueMs      = 25.0
+	probeQueuePackets = 4
 )
 
 // probeSums are the sums of a run of packets of a probe cluster.
@@ -44,10 +52,14 @@ type probeSums struct {
 	lastSendSize        int
 	firstArr, lastArr   int64
 	firstArrSize        int
+	delaySum            float64 // arrival - send of the received, in ms
 }
 
-// add counts one packet.
-func (s *probeSums) add(r *PacketResult) {
+// meanDelay is the mean arrival - send (ms) of the received packets.
+func (s *probeSums) meanDelay() float64 { return s.delaySum / float64(max(s.recv, 1)) }
+
+// add counts one packet; base is subtracted from its arrival - send.
+func (s *probeSums) add(r *PacketResult, base int64) {
 	if s.sent == 0 || r.SendTime < s.firstSend {
 		s.firstSend = r.SendTime
 	}
@@ -67,6 +79,7 @@ func (s *probeSums) add(r *PacketResult) {
 	}
 	s.recv++
 	s.recvBytes += int64(r.Size)
+	s.delaySum += float64(r.Arrival-r.SendTime-base) / 1e6
 }
 
 // merge adds the sums of o.
@@ -96,6 +109,7 @@ func (s *probeSums) merge(o *probeSums) {
 	}
 	s.recv += o.recv
 	s.recvBytes += o.recvBytes
+	s.delaySum += o.delaySum
 }
 
 // rates are the receive and send rates of the run (bits/s); ok is false
@@ -124,6 +138,10 @@ type probeMeter struct {
 	last  int     // highest segment with packets
 	// lastProbe is the send time of the cluster's latest padding packet.
 	lastProbe int64
+	// base is the first received packet's arrival - send: delays are
+	// kept relative to it.
+	base  int64
+	based bool
 	best  float64 // best result completed since the last take
 	// saturated: the open cluster's tail was received well under its
 	// send rate (or lost too much): it has filled the path.
@@ -147,10 +165,13 @@ func (p *probeMeter) add(r *PacketResult) {
 	if r.Probe {
 		p.lastProbe = max(p.lastProbe, r.SendTime)
 	}
-	p.total.add(r)
+	if r.Received && !p.based {
+		p.base, p.based = r.Arrival-r.SendTime, true
+	}
+	p.total.add(r, p.base)
 	i := int((r.SendTime - p.total.firstSend) / probeSegment)
 	i = min(max(i, 0), probeSegments-1)
-	p.segs[i].add(r)
+	p.segs[i].add(r, p.base)
 	p.last = max(p.last, i)
 }
 
@@ -162,6 +183,25 @@ func (p *probeMeter) update() {
 	if tail, ok := p.tail(); ok {
 		p.saturated = probeTailSaturated(&tail)
 	}
+	p.saturated = p.saturated || p.queueing()
+}
+
+// queueing reports whether the latest segment with enough received
+// packets arrived probeQueueMs later, on average, than the first one.
+func (p *probeMeter) queueing() bool {
+	first := -1
+	for i := 0; i <= p.last; i++ {
+		if p.segs[i].recv >= probeQueuePackets {
+			first = i
+			break
+		}
+	}
+	for i := p.last; i > first && first >= 0; i-- {
+		if p.segs[i].recv >= probeQueuePackets {
+			return p.segs[i].meanDelay()-p.segs[first].meanDelay() >= probeQueueMs
+		}
+	}
+	return false
 }
 
 // tail sums the last segments of the open cluster that cover
