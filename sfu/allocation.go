@@ -103,7 +103,7 @@ func (a *allocation) step(now int64) {
 	if a.apply(out, estimate) {
 		a.probe.upgraded(now)
 	}
-	if out.Probe > estimate && a.probe.maybeProbe(now, out.Probe, out.Used, estimate, a.subs, a.s.cc.probeSaturated, a.stop) {
+	if out.Probe > estimate && a.probe.maybeProbe(now, out.Probe, out.Used, estimate, a.s.cc.linkCapacity(), a.subs, a.s.cc.probeSaturated, a.stop) {
 		a.log.Debug("probe cluster sent", "target_bps", out.Probe, "estimate_bps", estimate, "next_in", a.probe.backoff)
 	}
 	clear(a.subs) // hold no subscriptions between steps

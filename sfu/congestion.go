@@ -73,3 +73,11 @@ func (c *congestion) probeSaturated(since int64) bool {
 	defer c.mu.Unlock()
 	return c.est.ProbeSaturated(since)
 }
+
+// linkCapacity is what the path delivered when it was last full, 0 when
+// unknown.
+func (c *congestion) linkCapacity() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.est.LinkCapacity()
+}

@@ -50,37 +50,49 @@ const (
 	// that got better is noticed within seconds (a lifted cap is found
 	// within probeBackoffMax plus a cluster).
 	probeBackoffMin = time.Second
-	probeBackoffMax = 5 * time.Second
-	// probeSettle is how long after a confirmed cluster the next one
-	// waits: the upgrade it allowed starts with a keyframe of the new
+	probeBackoffMax = 3500 * time.Millisecond
+	// probeSettle is how long after an upgrade the next cluster waits:
+	// the upgrade starts with a keyframe of the new
 	// layer, and a cluster on top of that burst would fail, or make the
 	// congestion of the upgrade look like the probe's own.
 	probeSettle = 2 * time.Second
 )
 
-// probeReach is how far above the estimate one cluster tests: a path just
-// capped far under an upgrade's need (a shaper set to a fraction of it)
-// is then overfilled by at most this factor, so that the frames queued
-// behind the padding stay a fraction of a second apart, while a lifted cap
-// is found in one or two clusters.
-const probeReach = 3
+// probeReach is how far above the path's known rate one cluster tests
+// (the link capacity the estimator saw when the path was last full, or the
+// estimate): a path capped well under an upgrade's need is then overfilled
+// only a little, so that the frames queued behind the padding stay close
+// and a shallow queue barely overflows, while a lifted cap is found in two
+// clusters (one that explores, one that confirms the upgrade).
+const probeReach = 1.5
 
 // probeTest is the bitrate a cluster tests for when want is what the next
-// upgrade needs and estimate the estimate now.
-func probeTest(want, estimate uint64) uint64 {
-	return min(want, max(estimate, 1)*probeReach)
+// upgrade needs, and the rate it may assume the path carries (known).
+func probeTest(want, estimate, capacity uint64) (test, known uint64) {
+	known = max(estimate, 1)
+	if capacity > 0 {
+		known = min(known, capacity)
+	}
+	return min(want, uint64(float64(known)*probeReach)), known
 }
 
 // probePlan sizes a cluster testing for test bits/s while the media takes
-// media bits/s: the padding (test x probeOvershoot less the media) in n
-// packets of size bytes over span. The span lets the cluster's excess over
-// the rate it tests empty a probeBucketBytes bucket and then run
-// probeTailTime more.
-func probePlan(test, media uint64) (n, size int, span time.Duration) {
+// media bits/s, the path being known to carry known bits/s: the padding
+// (test x probeOvershoot less the media) in n packets of size bytes over
+// span. The span lets the cluster's excess over the rate it must tell
+// apart empty a probeBucketBytes bucket and then run probeTailTime more.
+// For the upgrade's own rate (test at want) that is the rate tested: a
+// path just short of it must fill. For a cluster that only explores
+// (test under want) it is the known rate: a path still at it fills soon,
+// and one that is not is confirmed by the upgrade's cluster.
+func probePlan(test, want, known, media uint64) (n, size int, span time.Duration) {
 	rate := float64(test) * probeOvershoot
 	pad := max(rate-float64(media), float64(test)*(probeOvershoot-1))
-	excess := rate - float64(test)
-	drain := time.Duration(float64(probeBucketBytes*8) / max(excess, 1) * float64(time.Second))
+	floor := float64(test)
+	if test < want {
+		floor = float64(min(known, test))
+	}
+	drain := time.Duration(float64(probeBucketBytes*8) / max(rate-floor, 1) * float64(time.Second))
 	span = min(max(drain+probeTailTime, probeMinSpan), probeMaxSpan)
 	bytes := int(pad * span.Seconds() / 8)
 	n = min(max(bytes/maxPaddingBytes, probeMinPackets), probeMaxPackets)
@@ -152,12 +164,12 @@ func (p *prober) shield(estimate uint64) uint64 {
 // of the subscriptions' video streams, unless one is pending or the
 // backoff has not passed, and reports whether it sent one. It returns
 // early when stop closes.
-func (p *prober) maybeProbe(now int64, want, media, estimate uint64, subs []*subscription, saturated func(since int64) bool, stop <-chan struct{}) bool {
+func (p *prober) maybeProbe(now int64, want, media, estimate, capacity uint64, subs []*subscription, saturated func(since int64) bool, stop <-chan struct{}) bool {
 	if p.target != 0 || now < p.next || (p.upAt != 0 && now-p.upAt < int64(probeSettle)) {
 		return false
 	}
-	test := probeTest(want, estimate)
-	n, size, span := probePlan(test, media)
+	test, known := probeTest(want, estimate, capacity)
+	n, size, span := probePlan(test, want, known, media)
 	dt := paddingTrack(subs)
 	if dt == nil || !sendCluster(dt, n, size, span, saturated, stop) {
 		return false

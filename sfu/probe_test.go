@@ -17,14 +17,14 @@ func TestProber(t *testing.T) {
 	var p prober
 	never := func(int64) bool { return false }
 	now := time.Now().UnixNano()
-	if p.maybeProbe(now, 2_000_000, 500_000, 1_000_000, subs, never, stop) {
+	if p.maybeProbe(now, 2_000_000, 500_000, 1_000_000, 0, subs, never, stop) {
 		t.Fatal("a cluster went out before the stream started")
 	}
 	f.send(2, vp8Frame{key: true, pid: 1})
 	before := len(w.packets())
 
 	start := time.Now()
-	if !p.maybeProbe(now, 2_000_000, 500_000, 1_000_000, subs, never, stop) {
+	if !p.maybeProbe(now, 2_000_000, 500_000, 1_000_000, 0, subs, never, stop) {
 		t.Fatal("no cluster")
 	}
 	span := time.Since(start)
@@ -37,9 +37,10 @@ func TestProber(t *testing.T) {
 		bytes += int(s.hdr.PaddingSize)
 	}
 	// 2 Mbit/s times the overshoot, less the media, over the planned span.
-	n, size, planned := probePlan(probeTest(2_000_000, 1_000_000), 500_000)
+	test, known := probeTest(2_000_000, 1_000_000, 0)
+	n, size, planned := probePlan(test, 2_000_000, known, 500_000)
 	want := n * size
-	if wantPad := int((2_000_000*probeOvershoot - 500_000) * planned.Seconds() / 8); want < wantPad*9/10 || want > wantPad*11/10 {
+	if wantPad := int((float64(test)*probeOvershoot - 500_000) * planned.Seconds() / 8); want < wantPad*9/10 || want > wantPad*11/10 {
 		t.Errorf("plan: %d bytes of padding, want about %d", want, wantPad)
 	}
 	if bytes < want*9/10 || bytes > want*11/10 || len(sent) < probeMinPackets {
@@ -50,7 +51,7 @@ func TestProber(t *testing.T) {
 	}
 
 	end := time.Now().UnixNano()
-	if p.maybeProbe(end, 2_000_000, 500_000, 1_000_000, subs, never, stop) {
+	if p.maybeProbe(end, 2_000_000, 500_000, 1_000_000, 0, subs, never, stop) {
 		t.Error("a second cluster while the first one's result is pending")
 	}
 	// No result: failed after probeResultWait; the next cluster waits the
@@ -65,7 +66,7 @@ func TestProber(t *testing.T) {
 	if p.shield(600_000) != 600_000 {
 		t.Error("the shield outlived the cluster")
 	}
-	if !p.maybeProbe(end+int64(probeBackoffMin)+1, 2_000_000, 500_000, 1_000_000, subs, never, stop) {
+	if !p.maybeProbe(end+int64(probeBackoffMin)+1, 2_000_000, 500_000, 1_000_000, 0, subs, never, stop) {
 		t.Fatal("no cluster after the first backoff")
 	}
 	if p.backoff != 2*probeBackoffMin {
@@ -73,11 +74,11 @@ func TestProber(t *testing.T) {
 	}
 	end = time.Now().UnixNano()
 	p.result(end+int64(probeResultWait)+1, 1_000_000)
-	if p.maybeProbe(end+int64(2*probeBackoffMin)-int64(100*time.Millisecond), 2_000_000, 500_000, 1_000_000, subs, never, stop) {
+	if p.maybeProbe(end+int64(2*probeBackoffMin)-int64(100*time.Millisecond), 2_000_000, 500_000, 1_000_000, 0, subs, never, stop) {
 		t.Error("a cluster before the doubled backoff passed")
 	}
 	later := end + int64(2*probeBackoffMin) + int64(time.Millisecond)
-	if !p.maybeProbe(later, 2_000_000, 500_000, 1_000_000, subs, never, stop) {
+	if !p.maybeProbe(later, 2_000_000, 500_000, 1_000_000, 0, subs, never, stop) {
 		t.Fatal("no cluster after the doubled backoff")
 	}
 	// Confirmed: the next step may be probed for at once.
@@ -88,42 +89,51 @@ func TestProber(t *testing.T) {
 		t.Errorf("a second result: %v", got)
 	}
 	p.upgraded(later + int64(100*time.Millisecond))
-	if p.maybeProbe(later+int64(200*time.Millisecond), 3_000_000, 500_000, 2_100_000, subs, never, stop) {
+	if p.maybeProbe(later+int64(200*time.Millisecond), 3_000_000, 500_000, 2_100_000, 0, subs, never, stop) {
 		t.Error("a cluster while the upgrade a confirmed one allowed settles")
 	}
-	if !p.maybeProbe(later+int64(100*time.Millisecond+probeSettle), 3_000_000, 500_000, 2_100_000, subs, never, stop) {
+	if !p.maybeProbe(later+int64(100*time.Millisecond+probeSettle), 3_000_000, 500_000, 2_100_000, 0, subs, never, stop) {
 		t.Error("no cluster once the upgrade settled")
 	}
 	close(stop)
-	if p.maybeProbe(later+int64(10*time.Second), 3_000_000, 500_000, 2_100_000, subs, never, stop) {
+	if p.maybeProbe(later+int64(10*time.Second), 3_000_000, 500_000, 2_100_000, 0, subs, never, stop) {
 		t.Error("a whole cluster after stop")
 	}
 }
 
 // TestProbePlan checks that a cluster is long enough for its excess over
-// the rate it tests to empty the largest bucket planned for, within the
-// bounds, and that it tests at most probeReach times the estimate.
+// the rate it must tell apart to empty the largest bucket planned for,
+// within the bounds, and that it tests at most probeReach times what the
+// path is known to carry.
 func TestProbePlan(t *testing.T) {
 	tests := []struct {
-		test, media uint64
+		name                          string
+		want, estimate, capacity, med uint64
+		test                          uint64
 	}{
-		{2_000_000, 500_000}, {600_000, 200_000}, {200_000, 50_000}, {10_000_000, 3_000_000},
+		{"upgrade within reach", 1_800_000, 1_500_000, 0, 500_000, 1_800_000},
+		{"far above the estimate: explore", 1_800_000, 600_000, 0, 500_000, 900_000},
+		{"the capacity known caps the estimate", 1_800_000, 900_000, 700_000, 500_000, 1_050_000},
+		{"low rates", 600_000, 500_000, 0, 200_000, 600_000},
+		{"high rates", 10_000_000, 8_000_000, 0, 3_000_000, 10_000_000},
 	}
 	for _, tt := range tests {
-		n, size, span := probePlan(tt.test, tt.media)
-		excess := float64(tt.test) * (probeOvershoot - 1) * (span - probeTailTime).Seconds() / 8
+		test, known := probeTest(tt.want, tt.estimate, tt.capacity)
+		if test != tt.test {
+			t.Errorf("%s: tests %d, want %d", tt.name, test, tt.test)
+		}
+		n, size, span := probePlan(test, tt.want, known, tt.med)
+		floor := float64(test)
+		if test < tt.want {
+			floor = float64(min(known, test))
+		}
+		excess := (float64(test)*probeOvershoot - floor) * (span - probeTailTime).Seconds() / 8
 		if span < probeMaxSpan && excess < probeBucketBytes*0.99 {
-			t.Errorf("test %d: span %v lets only %.0f bytes over the rate", tt.test, span, excess)
+			t.Errorf("%s: span %v lets only %.0f bytes over the rate", tt.name, span, excess)
 		}
 		if span < probeMinSpan || span > probeMaxSpan || n < probeMinPackets || n > probeMaxPackets || size > maxPaddingBytes {
-			t.Errorf("test %d: %d x %d B over %v out of bounds", tt.test, n, size, span)
+			t.Errorf("%s: %d x %d B over %v out of bounds", tt.name, n, size, span)
 		}
-	}
-	if got := probeTest(3_000_000, 600_000); got != 1_800_000 {
-		t.Errorf("probeTest far above the estimate: %d, want %d", got, 1_800_000)
-	}
-	if got := probeTest(1_000_000, 900_000); got != 1_000_000 {
-		t.Errorf("probeTest near the estimate: %d", got)
 	}
 }
 
@@ -137,10 +147,11 @@ func TestProberEndsSaturatedCluster(t *testing.T) {
 	var p prober
 	start := time.Now()
 	saturatedAfter := func(int64) bool { return time.Since(start) > 100*time.Millisecond }
-	if !p.maybeProbe(time.Now().UnixNano(), 2_000_000, 500_000, 1_000_000, []*subscription{{dt: d}}, saturatedAfter, make(chan struct{})) {
+	if !p.maybeProbe(time.Now().UnixNano(), 2_000_000, 500_000, 1_000_000, 0, []*subscription{{dt: d}}, saturatedAfter, make(chan struct{})) {
 		t.Fatal("no cluster")
 	}
-	_, _, planned := probePlan(probeTest(2_000_000, 1_000_000), 500_000)
+	test, known := probeTest(2_000_000, 1_000_000, 0)
+	_, _, planned := probePlan(test, 2_000_000, known, 500_000)
 	if took := time.Since(start); took > planned/2 {
 		t.Errorf("a saturated cluster ran %v of its %v", took, planned)
 	}

@@ -30,6 +30,9 @@ type BandwidthEstimator interface {
 	State(now int64) BWEState
 	// Restore undoes a decrease that the caller's own failed probe caused.
 	Restore(bps uint64)
+	// LinkCapacity is what the path delivered when it was last full, 0
+	// when unknown: a prober tests little above it.
+	LinkCapacity() uint64
 	// ProbeSaturated reports whether the probe cluster whose first packet
 	// was sent at or after since (unix ns) has filled the path: its tail
 	// arrives well under its send rate. The planner ends it then.
@@ -203,8 +206,12 @@ func (g *GCC) OnFeedback(now int64, results []PacketResult) {
 		g.rate.update(now, signal, acked, ackedOK, delivered, g.rtt)
 	}
 	g.probe.update()
-	if p := g.probe.take(); p > 0 && signal != DelayOverusing && g.detector.trend < g.detector.threshold {
-		g.rate.raise(p)
+	best, full := g.probe.take()
+	if best > 0 && signal != DelayOverusing && g.detector.trend < g.detector.threshold {
+		g.rate.raise(best)
+	}
+	if full > 0 {
+		g.rate.capacity.onCongestion(full)
 	}
 	if g.loss.update(now, g.current(now), g.rate.rate, delivered) {
 		g.rate.endStartup()
@@ -291,6 +298,16 @@ func (g *GCC) Restore(bps uint64) {
 	if g.loss.bound > 0 {
 		g.loss.bound = math.Max(g.loss.bound, b)
 	}
+}
+
+// LinkCapacity is the rate, in bits per second, the path delivered when it
+// was last full (congestion or a probe that filled it), while the estimator
+// has not seen it carry clearly more since; 0 when unknown.
+func (g *GCC) LinkCapacity() uint64 {
+	if !g.rate.capacity.known {
+		return 0
+	}
+	return uint64(g.rate.capacity.mean)
 }
 
 // ProbeSaturated reports whether the probe cluster whose first packet was

@@ -14,7 +14,7 @@ import "math"
 //   - from lossLow to lossHigh (5-10 %): hold. The estimate may not grow
 //     (a cap is set at the current estimate if there is none) nor falls.
 //   - above lossHigh (10 %): cap at rate x (1 - 0.5 x loss),
-//     draft-ietf-rmcat-gcc's loss-based rule, but not under 0.85 x the
+//     draft-ietf-rmcat-gcc's loss-based rule, but not under 0.9 x the
 //     bitrate the receiver got recently (loss at a full queue's edge). The rate is what the window's
 //     packets were sent at, but at most the highest estimate during this
 //     window and the one before (feedback reports packets up to a queue

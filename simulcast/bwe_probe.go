@@ -143,6 +143,8 @@ type probeMeter struct {
 	base  int64
 	based bool
 	best  float64 // best result completed since the last take
+	// fullBest is the best result of the clusters that filled the path.
+	fullBest float64
 	// saturated: the open cluster's tail was received well under its
 	// send rate (or lost too much): it has filled the path.
 	saturated bool
@@ -159,7 +161,7 @@ func (p *probeMeter) add(r *PacketResult) {
 		return
 	}
 	if !p.open {
-		*p = probeMeter{open: true, best: p.best}
+		*p = probeMeter{open: true, best: p.best, fullBest: p.fullBest}
 		p.total.firstSend = r.SendTime
 	}
 	if r.Probe {
@@ -230,42 +232,47 @@ func probeTailSaturated(t *probeSums) bool {
 // finish closes the open cluster and keeps its result if it is the best.
 func (p *probeMeter) finish() {
 	p.open = false
-	if r := p.result(); r > p.best {
+	r, full := p.result()
+	if r > p.best {
 		p.best = r
+	}
+	if full && r > p.fullBest {
+		p.fullBest = r
 	}
 }
 
-// result is the open cluster's measured rate, or 0 when it is not usable
-// or it saturated the path.
-func (p *probeMeter) result() float64 {
+// result is the open cluster's measured rate, or 0 when it is not usable;
+// full reports that the cluster filled the path (the rate is then a
+// little under what its tail got through: the path's rate).
+func (p *probeMeter) result() (rate float64, full bool) {
 	s := &p.total
-	if s.sent < probeMinPackets || s.recv < probeMinPackets {
-		return 0
-	}
-	if 1-float64(s.recv)/float64(s.sent) > probeMaxLoss {
-		return 0
-	}
 	if tail, ok := p.tail(); ok && (p.saturated || probeTailSaturated(&tail)) {
-		// The path was full: its rate is what the tail got through.
 		recv, _, ok := tail.rates()
 		if !ok {
-			return 0
+			return 0, true
 		}
-		return probeSaturated * recv
+		return probeSaturated * recv, true
+	}
+	if s.sent < probeMinPackets || s.recv < probeMinPackets {
+		return 0, false
+	}
+	if 1-float64(s.recv)/float64(s.sent) > probeMaxLoss {
+		return 0, true
 	}
 	recv, send, ok := s.rates()
 	if !ok {
-		return 0
+		return 0, false
 	}
 	if recv < probeSaturated*send {
-		return probeSaturated * recv
+		return probeSaturated * recv, true
 	}
-	return math.Min(send, recv)
+	return math.Min(send, recv), false
 }
 
-// take returns the best cluster result completed since the last call, or 0.
-func (p *probeMeter) take() float64 {
-	b := p.best
-	p.best = 0
-	return b
+// take returns the best cluster result completed since the last call, or 0,
+// and the best rate of the clusters among them that filled the path, or 0.
+func (p *probeMeter) take() (best, full float64) {
+	best, full = p.best, p.fullBest
+	p.best, p.fullBest = 0, 0
+	return best, full
 }

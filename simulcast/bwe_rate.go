@@ -7,10 +7,10 @@ import (
 
 // AIMD rate control parameters.
 const (
-	// decreaseFactor: on overuse the estimate drops to 0.85 x what the
+	// decreaseFactor: on overuse the estimate drops to 0.9 x what the
 	// bottleneck delivered while it was full (deliveredRate), so the queue
 	// drains.
-	decreaseFactor = 0.85
+	decreaseFactor = 0.9
 	// increasePerSec: multiplicative increase, 8 % per second, while the
 	// estimate is far from the last congestion point.
 	increasePerSec = 1.08

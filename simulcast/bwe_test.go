@@ -70,12 +70,16 @@ func checkUnderDemand(t *testing.T, r *simRun) {
 		t.Fatalf("below capacity at %v, want within 3 s", below)
 	}
 	// The additive increase has to overshoot the capacity a little for
-	// the queue to grow and the trend to show it.
-	if float64(lo) < 0.6*c || float64(hi) > 1.1*c || mean > c {
-		t.Fatalf("estimate %d..%d mean %.0f, want within 0.6..1.1 x capacity, mean under it", lo, hi, mean)
+	// the queue to grow and the trend to show it. A decrease goes to 0.9
+	// of what the bottleneck delivered (an SFU's layers are steps, and
+	// the step down drains the queue; GCC's 0.85 is for an encoder that
+	// sends exactly its target, as this simulated sender does): its
+	// saw-tooth is shallower, up to 15 % over the capacity, the mean under.
+	if float64(lo) < 0.6*c || float64(hi) > 1.15*c || mean > c {
+		t.Fatalf("estimate %d..%d mean %.0f, want within 0.6..1.15 x capacity, mean under it", lo, hi, mean)
 	}
-	if delay > 100*time.Millisecond {
-		t.Fatalf("average added delay %v, want under 100 ms", delay)
+	if delay > 120*time.Millisecond {
+		t.Fatalf("average added delay %v, want under 120 ms", delay)
 	}
 	if swings > 1 {
 		t.Fatalf("%d drops of more than 30%% within a second", swings)

@@ -2,6 +2,7 @@ package simulcast
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -202,7 +203,7 @@ func TestRateControl(t *testing.T) {
 		ops     []rcOp
 	}{
 		{"overuse decreases to 0.85 x acked", true, []rcOp{{0, DelayOverusing, 800e3, 680e3}}},
-		{"overuse without an acked rate: 0.85 x rate", true, []rcOp{{0, DelayOverusing, 0, 850e3}}},
+		{"overuse without an acked rate: 0.9 x rate", true, []rcOp{{0, DelayOverusing, 0, 900e3}}},
 		{"overuse never raises", true, []rcOp{{0, DelayOverusing, 2e6, 1e6}}},
 		{"one decrease per response time", true, []rcOp{
 			{0, DelayOverusing, 800e3, 680e3},
@@ -244,7 +245,7 @@ func TestRateControl(t *testing.T) {
 }
 
 // TestRateControlDelivered covers decreases from what the bottleneck
-// delivered: 0.85 of it, none while the rate is already under it (a
+// delivered: 0.9 of it, none while the rate is already under it (a
 // backlog draining), and a further one when it delivers less.
 func TestRateControlDelivered(t *testing.T) {
 	const rtt = 50 * time.Millisecond
@@ -255,9 +256,9 @@ func TestRateControlDelivered(t *testing.T) {
 		delivered float64
 		want      float64
 	}{
-		{0, 700e3, 595e3},
-		{500, 700e3, 595e3}, // under what is delivered: the queue drains
-		{1000, 500e3, 425e3},
+		{0, 700e3, 630e3},
+		{500, 700e3, 630e3}, // under what is delivered: the queue drains
+		{1000, 500e3, 450e3},
 	}
 	for i, st := range steps {
 		r.update(st.at*bweMS, DelayOverusing, st.delivered, true, st.delivered, rtt)
@@ -428,15 +429,19 @@ func TestProbeMeter(t *testing.T) {
 			for _, k := range tt.pkts {
 				p.add(&PacketResult{SendTime: k.send * bweMS, Arrival: k.arr * bweMS, Size: 1000, Received: !k.lost, Probe: true})
 			}
-			if got := p.take(); got != 0 {
+			if got, _ := p.take(); got != 0 {
 				t.Fatalf("result %v before the cluster ended", got)
 			}
 			p.update()
 			p.add(&PacketResult{SendTime: 900 * bweMS, Arrival: 2500 * bweMS, Size: 1000, Received: true})
-			if got := p.take(); !bweNear(got, tt.want, 1e-9) {
+			got, full := p.take()
+			if !bweNear(got, tt.want, 1e-9) {
 				t.Fatalf("result %.0f, want %.0f", got, tt.want)
 			}
-			if got := p.take(); got != 0 {
+			if saturated := strings.Contains(tt.name, "half the rate"); saturated != (full > 0) || (saturated && full != got) {
+				t.Fatalf("filled the path: %.0f, want it %v", full, saturated)
+			}
+			if got, _ := p.take(); got != 0 {
 				t.Fatalf("result %v taken twice", got)
 			}
 		})
