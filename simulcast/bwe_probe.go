@@ -135,7 +135,7 @@ type probeMeter struct {
 	open  bool
 	total probeSums
 	segs  [probeSegments]probeSums
-	last  int     // highest segment with packets
+	last  int // highest segment with packets
 	// lastProbe is the send time of the cluster's latest padding packet.
 	lastProbe int64
 	// base is the first received packet's arrival - send: delays are
