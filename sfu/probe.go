@@ -37,6 +37,10 @@ const (
 	// that the rate measured (a little under the paced one) still reaches
 	// it, and so that a path just short of it fills.
 	probeOvershoot = 1.25
+	// probeConfirmOvershoot paces the cluster for an upgrade's own rate:
+	// higher, so that it is shorter (exploring clusters have shown the
+	// path carries most of it).
+	probeConfirmOvershoot = 1.5
 	// probeMinPackets and probeMaxPackets bound a cluster (padding-only
 	// packets carry at most 255 bytes).
 	probeMinPackets = 10
@@ -50,7 +54,7 @@ const (
 	// that got better is noticed within seconds (a lifted cap is found
 	// within probeBackoffMax plus a cluster).
 	probeBackoffMin = time.Second
-	probeBackoffMax = 3500 * time.Millisecond
+	probeBackoffMax = 3 * time.Second
 	// probeSettle is how long after an upgrade the next cluster waits:
 	// the upgrade starts with a keyframe of the new
 	// layer, and a cluster on top of that burst would fail, or make the
@@ -64,16 +68,27 @@ const (
 // only a little, so that the frames queued behind the padding stay close
 // and a shallow queue barely overflows, while a lifted cap is found in two
 // clusters (one that explores, one that confirms the upgrade).
-const probeReach = 1.5
+//
+// Each confirmed cluster doubles the reach of the next (up to
+// probeReachMax), so that a path that got much better (a cap lifted from
+// 300 kbit/s) is climbed in three clusters, not six; a failed one resets it.
+const (
+	probeReach    = 1.5
+	probeReachMax = 4
+)
 
 // probeTest is the bitrate a cluster tests for when want is what the next
-// upgrade needs, and the rate it may assume the path carries (known).
-func probeTest(want, estimate, capacity uint64) (test, known uint64) {
+// upgrade needs, with reach (0: probeReach), and the rate it may assume
+// the path carries (known).
+func probeTest(want, estimate, capacity uint64, reach float64) (test, known uint64) {
 	known = max(estimate, 1)
 	if capacity > 0 {
 		known = min(known, capacity)
 	}
-	return min(want, uint64(float64(known)*probeReach)), known
+	if reach == 0 {
+		reach = probeReach
+	}
+	return min(want, uint64(float64(known)*reach)), known
 }
 
 // probePlan sizes a cluster testing for test bits/s while the media takes
@@ -86,12 +101,12 @@ func probeTest(want, estimate, capacity uint64) (test, known uint64) {
 // (test under want) it is the known rate: a path still at it fills soon,
 // and one that is not is confirmed by the upgrade's cluster.
 func probePlan(test, want, known, media uint64) (n, size int, span time.Duration) {
-	rate := float64(test) * probeOvershoot
-	pad := max(rate-float64(media), float64(test)*(probeOvershoot-1))
-	floor := float64(test)
+	overshoot, floor := probeConfirmOvershoot, float64(test)
 	if test < want {
-		floor = float64(min(known, test))
+		overshoot, floor = probeOvershoot, float64(min(known, test))
 	}
+	rate := float64(test) * overshoot
+	pad := max(rate-float64(media), float64(test)*(overshoot-1))
 	drain := time.Duration(float64(probeBucketBytes*8) / max(rate-floor, 1) * float64(time.Second))
 	span = min(max(drain+probeTailTime, probeMinSpan), probeMaxSpan)
 	bytes := int(pad * span.Seconds() / 8)
@@ -123,6 +138,7 @@ type prober struct {
 	next    int64  // earliest start of the next cluster
 	upAt    int64  // when a track last went up
 	backoff time.Duration
+	reach   float64 // of the next cluster (0: probeReach)
 }
 
 // upgraded notes that a track went up at now: no cluster for probeSettle,
@@ -141,10 +157,11 @@ func (p *prober) result(now int64, estimate uint64) probeOutcome {
 	}
 	if estimate >= p.target {
 		p.target, p.backoff, p.next = 0, 0, now
+		p.reach = min(2*max(p.reach, probeReach), probeReachMax)
 		return probeConfirmed
 	}
 	if now-p.sentAt > int64(probeResultWait) {
-		p.target = 0
+		p.target, p.reach = 0, 0
 		return probeFailed
 	}
 	return probePending
@@ -168,7 +185,7 @@ func (p *prober) maybeProbe(now int64, want, media, estimate, capacity uint64, s
 	if p.target != 0 || now < p.next || (p.upAt != 0 && now-p.upAt < int64(probeSettle)) {
 		return false
 	}
-	test, known := probeTest(want, estimate, capacity)
+	test, known := probeTest(want, estimate, capacity, p.reach)
 	n, size, span := probePlan(test, want, known, media)
 	dt := paddingTrack(subs)
 	if dt == nil || !sendCluster(dt, n, size, span, saturated, stop) {

@@ -37,10 +37,14 @@ func TestProber(t *testing.T) {
 		bytes += int(s.hdr.PaddingSize)
 	}
 	// 2 Mbit/s times the overshoot, less the media, over the planned span.
-	test, known := probeTest(2_000_000, 1_000_000, 0)
+	test, known := probeTest(2_000_000, 1_000_000, 0, 0)
 	n, size, planned := probePlan(test, 2_000_000, known, 500_000)
 	want := n * size
-	if wantPad := int((float64(test)*probeOvershoot - 500_000) * planned.Seconds() / 8); want < wantPad*9/10 || want > wantPad*11/10 {
+	overshoot := probeConfirmOvershoot
+	if test < 2_000_000 {
+		overshoot = probeOvershoot // it explores: 1.5 x the estimate
+	}
+	if wantPad := int((float64(test)*overshoot - 500_000) * planned.Seconds() / 8); want < wantPad*9/10 || want > wantPad*11/10 {
 		t.Errorf("plan: %d bytes of padding, want about %d", want, wantPad)
 	}
 	if bytes < want*9/10 || bytes > want*11/10 || len(sent) < probeMinPackets {
@@ -63,6 +67,9 @@ func TestProber(t *testing.T) {
 	if got := p.result(late, 600_000); got != probeFailed {
 		t.Errorf("result without the estimate rising: %v, want failed", got)
 	}
+	if p.reach != 0 {
+		t.Errorf("reach after a failed cluster: %v, want the default", p.reach)
+	}
 	if p.shield(600_000) != 600_000 {
 		t.Error("the shield outlived the cluster")
 	}
@@ -84,6 +91,9 @@ func TestProber(t *testing.T) {
 	// Confirmed: the next step may be probed for at once.
 	if got := p.result(later+int64(100*time.Millisecond), 2_100_000); got != probeConfirmed {
 		t.Fatalf("an estimate at the target: %v, want confirmed", got)
+	}
+	if p.reach != 2*probeReach {
+		t.Errorf("reach after a confirmed cluster: %v, want %v", p.reach, 2*probeReach)
 	}
 	if got := p.result(later+int64(200*time.Millisecond), 2_100_000); got != probePending {
 		t.Errorf("a second result: %v", got)
@@ -118,16 +128,16 @@ func TestProbePlan(t *testing.T) {
 		{"high rates", 10_000_000, 8_000_000, 0, 3_000_000, 10_000_000},
 	}
 	for _, tt := range tests {
-		test, known := probeTest(tt.want, tt.estimate, tt.capacity)
+		test, known := probeTest(tt.want, tt.estimate, tt.capacity, 0)
 		if test != tt.test {
 			t.Errorf("%s: tests %d, want %d", tt.name, test, tt.test)
 		}
 		n, size, span := probePlan(test, tt.want, known, tt.med)
-		floor := float64(test)
+		overshoot, floor := probeConfirmOvershoot, float64(test)
 		if test < tt.want {
-			floor = float64(min(known, test))
+			overshoot, floor = probeOvershoot, float64(min(known, test))
 		}
-		excess := (float64(test)*probeOvershoot - floor) * (span - probeTailTime).Seconds() / 8
+		excess := (float64(test)*overshoot - floor) * (span - probeTailTime).Seconds() / 8
 		if span < probeMaxSpan && excess < probeBucketBytes*0.99 {
 			t.Errorf("%s: span %v lets only %.0f bytes over the rate", tt.name, span, excess)
 		}
@@ -150,7 +160,7 @@ func TestProberEndsSaturatedCluster(t *testing.T) {
 	if !p.maybeProbe(time.Now().UnixNano(), 2_000_000, 500_000, 1_000_000, 0, []*subscription{{dt: d}}, saturatedAfter, make(chan struct{})) {
 		t.Fatal("no cluster")
 	}
-	test, known := probeTest(2_000_000, 1_000_000, 0)
+	test, known := probeTest(2_000_000, 1_000_000, 0, 0)
 	_, _, planned := probePlan(test, 2_000_000, known, 500_000)
 	if took := time.Since(start); took > planned/2 {
 		t.Errorf("a saturated cluster ran %v of its %v", took, planned)

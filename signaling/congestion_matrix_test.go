@@ -186,9 +186,10 @@ func checkShapeFigures(t *testing.T, shape linkShape, f shapeFigures, window tim
 	}
 }
 
-// fullRate waits until track id decodes frames of width want at full frame
-// rate (at least 18 in a second, the test media runs at 20 fps) and
-// returns how long after from that second ended.
+// fullRate waits until track id decodes a keyframe of width want from
+// which on it decodes at full frame rate (at least 18 frames in the next
+// second, the test media runs at 20 fps) and returns how long after from
+// that keyframe was decoded.
 func (w *layerWatch) fullRate(id string, want int, from time.Time, limit time.Duration) (time.Duration, bool) {
 	for time.Since(from) < limit+time.Second {
 		time.Sleep(100 * time.Millisecond)
@@ -201,7 +202,8 @@ func (w *layerWatch) fullRate(id string, want int, from time.Time, limit time.Du
 				break
 			}
 			if _, n := w.longestDecodeGap(id, end.Add(-time.Second), end); n >= 18 {
-				return end.Sub(from), end.Sub(from) <= limit
+				at := end.Add(-time.Second).Sub(from)
+				return at, at <= limit
 			}
 		}
 	}
