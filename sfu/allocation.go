@@ -104,7 +104,9 @@ func (a *allocation) step(now int64) {
 		a.probe.upgraded(now)
 	}
 	if out.Probe > estimate && a.probe.maybeProbe(now, out.Probe, out.Used, estimate, a.s.cc.linkCapacity(), a.subs, a.s.cc.probeSaturated, a.stop) {
-		a.log.Debug("probe cluster sent", "target_bps", out.Probe, "estimate_bps", estimate, "next_in", a.probe.backoff)
+		c := a.probe.last
+		a.log.Debug("probe cluster sent", "target_bps", out.Probe, "test_bps", c.test, "estimate_bps", estimate,
+			"planned", c.planned, "took", c.took, "filled_path", c.full, "next_in", a.probe.backoff)
 	}
 	clear(a.subs) // hold no subscriptions between steps
 	a.subs = a.subs[:0]

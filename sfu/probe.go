@@ -139,6 +139,14 @@ type prober struct {
 	upAt    int64  // when a track last went up
 	backoff time.Duration
 	reach   float64 // of the next cluster (0: probeReach)
+	last    probeCluster
+}
+
+// probeCluster describes the last cluster sent, for logs.
+type probeCluster struct {
+	test          uint64 // bits/s tested for
+	planned, took time.Duration
+	full          bool // ended early: it filled the path
 }
 
 // upgraded notes that a track went up at now: no cluster for probeSettle,
@@ -148,14 +156,14 @@ func (p *prober) upgraded(now int64) { p.upAt = now }
 // idle forgets a pending cluster: nothing is subscribed.
 func (p *prober) idle() { p.target = 0 }
 
-// result reports, once, that the estimate reached the pending cluster's
+// result reports, once, that the estimate rose to the pending cluster's
 // target (confirmed: the next step may be probed for after probeSettle), or that it
 // did not within probeResultWait (failed).
 func (p *prober) result(now int64, estimate uint64) probeOutcome {
 	if p.target == 0 {
 		return probePending
 	}
-	if estimate >= p.target {
+	if estimate >= p.target && estimate > p.before {
 		p.target, p.backoff, p.next = 0, 0, now
 		p.reach = min(2*max(p.reach, probeReach), probeReachMax)
 		return probeConfirmed
@@ -188,10 +196,15 @@ func (p *prober) maybeProbe(now int64, want, media, estimate, capacity uint64, s
 	test, known := probeTest(want, estimate, capacity, p.reach)
 	n, size, span := probePlan(test, want, known, media)
 	dt := paddingTrack(subs)
-	if dt == nil || !sendCluster(dt, n, size, span, saturated, stop) {
+	if dt == nil {
+		return false
+	}
+	ok, full := sendCluster(dt, n, size, span, saturated, stop)
+	if !ok {
 		return false
 	}
 	end := time.Now().UnixNano()
+	p.last = probeCluster{test: test, planned: span, took: time.Duration(end - now), full: full}
 	p.target, p.before, p.sentAt = test, estimate, end
 	p.backoff = min(max(2*p.backoff, probeBackoffMin), probeBackoffMax)
 	p.next = end + int64(p.backoff)
@@ -214,7 +227,7 @@ func paddingTrack(subs []*subscription) *DownTrack {
 // over span in probeSlot steps, and stops early when saturated reports
 // that the cluster filled the path. It reports whether it went out (all
 // of it, or until it saturated).
-func sendCluster(dt *DownTrack, n, size int, span time.Duration, saturated func(since int64) bool, stop <-chan struct{}) bool {
+func sendCluster(dt *DownTrack, n, size int, span time.Duration, saturated func(since int64) bool, stop <-chan struct{}) (ok, full bool) {
 	since := time.Now().UnixNano()
 	slots := int(span / probeSlot)
 	timer := time.NewTimer(probeSlot)
@@ -224,19 +237,22 @@ func sendCluster(dt *DownTrack, n, size int, span time.Duration, saturated func(
 		due := n * k / slots
 		if due > sent {
 			if dt.WritePadding(due-sent, size) == 0 {
-				return false
+				return false, false
 			}
 			sent = due
 		}
-		if k == slots || saturated(since) {
+		if k == slots {
 			break
+		}
+		if saturated(since) {
+			return true, true
 		}
 		timer.Reset(probeSlot)
 		select {
 		case <-stop:
-			return false
+			return false, false
 		case <-timer.C:
 		}
 	}
-	return true
+	return true, false
 }
