@@ -39,6 +39,10 @@ type DownTrackParams struct {
 	// twcc, if set, is the subscriber connection's transport-wide
 	// congestion recorder: every packet sent gets its sequence number.
 	twcc *twccRecorder
+	// transportUp, if set, reports whether the subscriber's DTLS-SRTP
+	// transport is up: pion drops what is written before, without an
+	// error, so nothing is forwarded (nor a keyframe asked for) until then.
+	transportUp func() bool
 }
 
 // binding is what Bind learned from the negotiated transceiver.
@@ -110,6 +114,9 @@ type DownTrack struct {
 	// allocator last looked, so it may go up at once.
 	ceilingRaised atomic.Bool
 	switches      atomic.Uint64
+	unready       atomic.Bool    // a write was dropped by pion before SRTP was up
+	ready         atomic.Bool    // the subscriber's transport is up (transportReady)
+	firstSent     atomic.Bool    // a packet went out
 	rr            receiverReport // the subscriber's view of this stream
 
 	// scratch[l] is used only by the reader goroutine of layer l.
@@ -303,9 +310,15 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		}
 		d.restart() // re-bound while forwarding: continue at the next keyframe
 		d.bound.Store(b)
-		if d.kind == webrtc.RTPCodecTypeVideo {
-			d.p.Track.RequestKeyframe(max(simulcast.Resolve(d.effectiveTarget().Spatial, d.p.Track.AvailableLayers()), 0))
+		// A keyframe sent before the transport is up would be lost: the
+		// request goes out when it comes up (transportReady).
+		if d.ready.Load() {
+			d.requestStartKeyframe()
+		} else {
+			d.transportReady()
 		}
+		d.p.Logger.Debug("downtrack bound", "track", d.p.Track.ID(), "subscriber", d.p.Subscriber,
+			"mime", c.MimeType, "transport_up", d.ready.Load())
 		return c, nil
 	}
 	return webrtc.RTPCodecParameters{}, fmt.Errorf("bind %s for %s: %w", want.MimeType, d.p.Subscriber, ErrCodecNotNegotiated)
@@ -350,7 +363,7 @@ func (d *DownTrack) Paused() bool { return d.paused.Load() }
 // drops a packet its send buffer has no room for rather than wait.
 func (d *DownTrack) WriteRTP(p *Packet) {
 	b := d.bound.Load()
-	if b == nil || d.paused.Load() {
+	if b == nil || d.paused.Load() || !d.transportReady() {
 		return
 	}
 	layer := int32(p.Layer)
@@ -376,7 +389,37 @@ func (d *DownTrack) WriteRTP(p *Packet) {
 		}
 		_ = sc.hdr.SetExtension(b.audioLevelID, sc.level[:])
 	}
-	d.write(b, &sc.headerScratch, payload, p.Arrival)
+	if d.write(b, &sc.headerScratch, payload, p.Arrival) {
+		d.restart() // lost unseen: start over at a keyframe the subscriber gets
+	}
+}
+
+// transportReady reports whether what is written now reaches the
+// subscriber: once its transport is up (see transportUp), for good.
+func (d *DownTrack) transportReady() bool {
+	if d.ready.Load() {
+		return true
+	}
+	if d.p.transportUp != nil && !d.p.transportUp() {
+		return false
+	}
+	if !d.ready.Swap(true) {
+		// The stream starts now: ask for its keyframe at once rather than
+		// at the wanted layer's next packet (up to a frame later).
+		d.requestStartKeyframe()
+	}
+	return true
+}
+
+// requestStartKeyframe asks for a keyframe of the layer a video stream
+// starts with, and returns it (-1: none, audio).
+func (d *DownTrack) requestStartKeyframe() int8 {
+	if d.kind != webrtc.RTPCodecTypeVideo {
+		return -1
+	}
+	l := max(simulcast.Resolve(d.effectiveTarget().Spatial, d.p.Track.AvailableLayers()), 0)
+	d.p.Track.RequestKeyframe(l)
+	return l
 }
 
 // translate runs layer selection and munging for one packet under d.mu. It
@@ -484,6 +527,8 @@ func (d *DownTrack) switchTo(l int8) {
 	if started {
 		d.p.Logger.Debug("layer switch", "track", d.p.Track.ID(), "subscriber", d.p.Subscriber,
 			"from", from, "to", l, "aligned", aligned)
+	} else {
+		d.p.Logger.Debug("stream start", "track", d.p.Track.ID(), "subscriber", d.p.Subscriber, "layer", l)
 	}
 }
 
@@ -531,7 +576,9 @@ func fillHeader(h *rtp.Header, b *binding, src *rtp.Header, seq uint16, ts uint3
 // transport-wide sequence number, recorded with its size and the send time
 // now (unix nanoseconds: a forwarded packet's arrival, microseconds before
 // on the same goroutine, saves a clock read per packet and subscriber).
-func (d *DownTrack) write(b *binding, hs *headerScratch, payload []byte, now int64) {
+// It reports whether pion dropped the packet unsent, without an error,
+// because DTLS-SRTP was not up yet.
+func (d *DownTrack) write(b *binding, hs *headerScratch, payload []byte, now int64) (unsent bool) {
 	h := &hs.hdr
 	if b.twccID != 0 && d.p.twcc != nil {
 		// The extension goes on before the size is taken: it is part of it.
@@ -543,10 +590,20 @@ func (d *DownTrack) write(b *binding, hs *headerScratch, payload []byte, now int
 	}
 	n, err := b.writer.WriteRTP(h, payload)
 	if err != nil {
-		return // closed or congested transport: the subscriber will NACK or PLI
+		return false // closed or congested transport: the subscriber will NACK or PLI
+	}
+	if n == 0 {
+		if !d.unready.Swap(true) {
+			d.p.Logger.Debug("write before srtp ready", "track", d.p.Track.ID(), "subscriber", d.p.Subscriber, "seq", h.SequenceNumber)
+		}
+		return true
+	}
+	if !d.firstSent.Swap(true) {
+		d.p.Logger.Debug("first packet sent", "track", d.p.Track.ID(), "subscriber", d.p.Subscriber, "seq", h.SequenceNumber, "bytes", n)
 	}
 	d.packets.Add(1)
 	d.bytes.Add(uint64(n))
+	return false
 }
 
 // TrackClosed is called when the published track ends.
