@@ -75,3 +75,58 @@ func TestDownTrackNACKPadding(t *testing.T) {
 		})
 	}
 }
+
+// TestDownTrackNACKLateDropped checks the number of a packet that arrived
+// late (after the next one was forwarded, so the subscriber saw a hole
+// there) and was then dropped on purpose, being of a temporal layer above
+// the subscriber's: a NACK for it must bring a padding packet with that
+// number and no media, where it used to bring nothing and the hole stayed.
+// A late packet that is forwarded comes back as itself.
+func TestDownTrackNACKLateDropped(t *testing.T) {
+	tests := []struct {
+		name        string
+		lateTID     uint8
+		wantPadding bool
+	}{
+		{name: "late upper temporal layer", lateTID: 2, wantPadding: true},
+		{name: "late base temporal layer", lateTID: 0, wantPadding: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newSimulcastFixture()
+			w := &recordingWriter{}
+			d := newBoundDownTrack(t, f.up, "PA_sub", subscriberContext(fixtureVP8, 100, 9, 0, w))
+			d.SetTarget(simulcast.Layer{Spatial: 0, Temporal: 0})
+			f.send(0, vp8Frame{key: true, pid: 1, tl0: 1})
+			f.tick()
+			f.send(0, vp8Frame{pid: 2, tl0: 2})
+			f.tick()
+			late := f.seq[0]
+			f.seq[0]++
+			f.send(0, vp8Frame{pid: 4, tl0: 3}) // overtakes the late packet
+			f.tick()
+			f.seq[0] = late
+			f.send(0, vp8Frame{pid: 3, tl0: 2, tid: tt.lateTID})
+			f.seq[0] = late + 2
+			f.send(0, vp8Frame{pid: 5, tl0: 4})
+			sent := w.packets()
+			hole := sent[1].hdr.SequenceNumber + 1
+			if sent[2].hdr.SequenceNumber != hole+1 {
+				t.Fatalf("packet after the late one sent as %d, want %d", sent[2].hdr.SequenceNumber, hole+1)
+			}
+			f.clock.advance(10 * time.Millisecond)
+			d.handleRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{SenderSSRC: 1, MediaSSRC: 9, Nacks: []rtcp.NackPair{{PacketID: hole}}}})
+			got := w.packets()[len(sent):]
+			if len(got) != 1 || got[0].hdr.SequenceNumber != hole {
+				t.Fatalf("NACK for %d: %d packets sent, want %d once", hole, len(got), hole)
+			}
+			if isPad := got[0].hdr.Padding && len(got[0].payload) == 0; isPad != tt.wantPadding {
+				t.Errorf("NACK for %d answered with padding %v (payload %d bytes), want padding %v", hole, got[0].hdr.Padding, len(got[0].payload), tt.wantPadding)
+			}
+			if got[0].hdr.SSRC != sent[0].hdr.SSRC {
+				t.Errorf("sent on ssrc %x, want %x", got[0].hdr.SSRC, sent[0].hdr.SSRC)
+			}
+			w.check(t)
+		})
+	}
+}

@@ -143,12 +143,19 @@ func (d *DownTrack) retransmit(outSeq uint16) {
 	if !ok {
 		return
 	}
+	h := &d.rtxPkt.Header
 	if d.vp8Sent != nil && len(payload) > 0 {
-		if payload, ok = d.rewriteCachedVP8(outSeq, payload); !ok {
+		var media bool
+		if payload, media, ok = d.rewriteCachedVP8(outSeq, payload); !media {
+			// Dropped on purpose (an upper temporal layer) after it came
+			// late, past the packets around it: padding fills its number.
+			d.sendPadding(b, seen, outSeq, h.Timestamp-src.TSOffset, now)
+			return
+		}
+		if !ok {
 			return
 		}
 	}
-	h := &d.rtxPkt.Header
 	fillHeader(&d.rtx.hdr, b, h, outSeq, h.Timestamp-src.TSOffset)
 	size := d.rtx.hdr.MarshalSize() + len(payload) + rtxExtAllowance
 	if !d.spendRTXBudget(size) {
@@ -162,22 +169,25 @@ func (d *DownTrack) retransmit(outSeq uint16) {
 }
 
 // rewriteCachedVP8 gives a retransmitted VP8 packet the descriptor it was
-// first sent with. Callers hold d.rtxMu.
-func (d *DownTrack) rewriteCachedVP8(outSeq uint16, payload []byte) ([]byte, bool) {
+// first sent with. media is false if no VP8 packet was sent with number
+// outSeq (among the last vp8History): the packet was dropped, and its
+// number was left to it. Callers hold d.rtxMu.
+func (d *DownTrack) rewriteCachedVP8(outSeq uint16, payload []byte) (out []byte, media, ok bool) {
 	var desc simulcast.VP8Descriptor
 	if simulcast.ParseVP8(payload, &desc) != nil {
-		return payload, true // sent unparsed the first time too
+		return payload, true, true // sent unparsed the first time too
 	}
 	d.mu.Lock()
 	sent := d.vp8Sent[outSeq%vp8History]
 	d.mu.Unlock()
 	if !sent.valid || sent.seq != outSeq {
-		return nil, false
+		return nil, false, false
 	}
-	out := desc
-	out.PictureID, out.LongPictureID = sent.pictureID, desc.HasPictureID
-	out.TL0PICIDX, out.KEYIDX = sent.tl0, sent.keyIdx
-	return rewriteVP8(&desc, &out, payload, d.rtx.payload[:])
+	o := desc
+	o.PictureID, o.LongPictureID = sent.pictureID, desc.HasPictureID
+	o.TL0PICIDX, o.KEYIDX = sent.tl0, sent.keyIdx
+	out, ok = rewriteVP8(&desc, &o, payload, d.rtx.payload[:])
+	return out, true, ok
 }
 
 // rtxPaddingBytes is the padding a retransmitted padding packet carries:
@@ -198,6 +208,12 @@ func (d *DownTrack) retransmitPadding(b *binding, outSeq uint16, ts uint32) {
 		d.rtxRefused.Add(1)
 		return
 	}
+	d.sendPadding(b, seen, outSeq, ts, now)
+}
+
+// sendPadding sends a padding packet with number outSeq and timestamp ts in
+// answer to a NACK, noting it in seen. Callers hold d.rtxMu.
+func (d *DownTrack) sendPadding(b *binding, seen *rtxRecord, outSeq uint16, ts uint32, now int64) {
 	var none rtp.Header
 	h := &d.rtx.hdr
 	fillHeader(h, b, &none, outSeq, ts)
