@@ -246,6 +246,7 @@ func (d *DownTrack) SetMaxLayer(l simulcast.Layer) {
 		d.ceilingRaised.Store(true)
 	}
 	d.refreshStreamState()
+	d.requestWanted()
 }
 
 // Target is the layer the allocator last chose (the top layer until it
@@ -261,6 +262,25 @@ func (d *DownTrack) SetTarget(l simulcast.Layer) {
 		d.restart()
 	}
 	d.refreshStreamState()
+	d.requestWanted()
+}
+
+// requestWanted asks for a keyframe of the layer the target now resolves
+// to, if another is forwarded: the switch waits for it, and the selector
+// would ask only at the forwarded layer's next packet, up to a frame
+// later. RequestKeyframe only marks the layer (the track rate-limits it),
+// so callers may hold locks.
+func (d *DownTrack) requestWanted() {
+	if d.kind != webrtc.RTPCodecTypeVideo || d.bound.Load() == nil || d.paused.Load() || !d.ready.Load() {
+		return
+	}
+	cur := d.current.Load()
+	if cur < 0 {
+		return // not started: the stream's first packets ask for its keyframe
+	}
+	if want := simulcast.Resolve(d.effectiveTarget().Spatial, d.p.Track.AvailableLayers()); want >= 0 && int32(want) != cur {
+		d.p.Track.RequestKeyframe(want)
+	}
 }
 
 // effectiveTarget is the target clamped to the subscriber's maximum.

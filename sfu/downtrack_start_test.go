@@ -95,3 +95,56 @@ func TestDownTrackStartsWhenTransportUp(t *testing.T) {
 		})
 	}
 }
+
+// TestDownTrackRequestsOnNewTarget checks that a new target or maximum
+// that resolves to another layer than the one forwarded asks for that
+// layer's keyframe at once: the selector would ask only at the forwarded
+// layer's next packet, up to a frame later, and the switch waits for it.
+func TestDownTrackRequestsOnNewTarget(t *testing.T) {
+	top := simulcast.Layer{Spatial: 2, Temporal: simulcast.AllTemporal}
+	mid := simulcast.Layer{Spatial: 1, Temporal: simulcast.AllTemporal}
+	tests := []struct {
+		name      string
+		change    func(d *DownTrack)
+		wantLayer int8 // keyframe asked for; -1: none
+	}{
+		{name: "target up", change: func(d *DownTrack) { d.SetTarget(top) }, wantLayer: 2},
+		{name: "target down", change: func(d *DownTrack) { d.SetTarget(simulcast.Layer{Spatial: 0, Temporal: 3}) }, wantLayer: 0},
+		{name: "same layer, other temporal", change: func(d *DownTrack) { d.SetTarget(simulcast.Layer{Spatial: 1, Temporal: 1}) }, wantLayer: -1},
+		{name: "target paused", change: func(d *DownTrack) { d.SetTarget(simulcast.NoLayer) }, wantLayer: -1},
+		{name: "maximum down", change: func(d *DownTrack) { d.SetMaxLayer(simulcast.Layer{Spatial: 0, Temporal: 3}) }, wantLayer: 0},
+		{name: "maximum up, target not", change: func(d *DownTrack) { d.SetMaxLayer(mid); d.SetMaxLayer(top) }, wantLayer: -1},
+		{name: "muted", change: func(d *DownTrack) { d.SetPaused(true); d.SetTarget(top) }, wantLayer: -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newSimulcastFixture()
+			rec := &rtcpRecorder{up: f.up}
+			f.up.p.WriteRTCP = rec.WriteRTCP
+			d := newBoundDownTrack(t, f.up, "PA_sub", subscriberContext(fixtureVP8, 100, 9, 0, &recordingWriter{}))
+			d.SetTarget(mid)
+			f.send(0, vp8Frame{pid: 1}) // every layer flows
+			f.send(2, vp8Frame{pid: 1})
+			f.send(1, vp8Frame{key: true, pid: 1})
+			if d.CurrentLayer() != 1 {
+				t.Fatalf("forwarding layer %d, want 1", d.CurrentLayer())
+			}
+			f.clock.advance(keyframeRequestInterval) // past the track's keyframe request limit
+			before := rec.pliCount()
+			rec.mu.Lock()
+			rec.plis = rec.plis[:0]
+			rec.mu.Unlock()
+			tt.change(d)
+			n := rec.pliCount()
+			rec.mu.Lock()
+			plis := append([]uint32(nil), rec.plis...)
+			rec.mu.Unlock()
+			switch {
+			case tt.wantLayer < 0 && n != 0:
+				t.Errorf("%d keyframe requests (SSRCs %x), want none", n, plis)
+			case tt.wantLayer >= 0 && (n != 1 || plis[0] != fixturePubSSRC+uint32(tt.wantLayer)):
+				t.Errorf("keyframe requests for SSRCs %x, want one for layer %d (%x); %d before", plis, tt.wantLayer, fixturePubSSRC+uint32(tt.wantLayer), before)
+			}
+		})
+	}
+}
