@@ -85,6 +85,23 @@ func (s *subscriber) transportUp() bool {
 	return s.dtls == nil || s.dtls.State() == webrtc.DTLSTransportStateConnected
 }
 
+// startStreams lets the DownTracks bound while the transport was coming up
+// start now that it is up, each asking for its keyframe at once rather
+// than at its track's next packet (up to a frame later).
+func (s *subscriber) startStreams() {
+	s.mu.Lock()
+	dts := make([]*DownTrack, 0, len(s.subs))
+	for _, sub := range s.subs {
+		dts = append(dts, sub.dt)
+	}
+	s.mu.Unlock()
+	for _, dt := range dts {
+		if dt.bound.Load() != nil {
+			dt.transportReady()
+		}
+	}
+}
+
 func newSubscriber(p *Participant) (*subscriber, error) {
 	cc := newCongestion(p.log)
 	pc, err := p.room.params.Transport.NewSubscriberPC(cc.factory())
@@ -117,6 +134,7 @@ func newSubscriber(p *Participant) (*subscriber, error) {
 		p.log.Debug("subscriber pc state", "state", st.String())
 		if st == webrtc.PeerConnectionStateConnected {
 			p.setActive()
+			s.startStreams()
 		}
 		p.connectionEnded(st)
 	})
