@@ -432,14 +432,11 @@ func (d *DownTrack) transportReady() bool {
 }
 
 // requestStartKeyframe asks for a keyframe of the layer a video stream
-// starts with, and returns it (-1: none, audio).
-func (d *DownTrack) requestStartKeyframe() int8 {
-	if d.kind != webrtc.RTPCodecTypeVideo {
-		return -1
+// starts with.
+func (d *DownTrack) requestStartKeyframe() {
+	if d.kind == webrtc.RTPCodecTypeVideo {
+		d.p.Track.RequestKeyframe(max(simulcast.Resolve(d.effectiveTarget().Spatial, d.p.Track.AvailableLayers()), 0))
 	}
-	l := max(simulcast.Resolve(d.effectiveTarget().Spatial, d.p.Track.AvailableLayers()), 0)
-	d.p.Track.RequestKeyframe(l)
-	return l
 }
 
 // translate runs layer selection and munging for one packet under d.mu. It
@@ -618,7 +615,7 @@ func (d *DownTrack) write(b *binding, hs *headerScratch, payload []byte, now int
 		}
 		return true
 	}
-	if !d.firstSent.Swap(true) {
+	if !d.firstSent.Load() && !d.firstSent.Swap(true) { // a load per packet, not a barrier
 		d.p.Logger.Debug("first packet sent", "track", d.p.Track.ID(), "subscriber", d.p.Subscriber, "seq", h.SequenceNumber, "bytes", n)
 	}
 	d.packets.Add(1)
