@@ -39,6 +39,10 @@ type DownTrackParams struct {
 	// twcc, if set, is the subscriber connection's transport-wide
 	// congestion recorder: every packet sent gets its sequence number.
 	twcc *twccRecorder
+	// transportUp, if set, reports whether the subscriber's DTLS-SRTP
+	// transport is up: pion drops what is written before, without an
+	// error, so nothing is forwarded (nor a keyframe asked for) until then.
+	transportUp func() bool
 }
 
 // binding is what Bind learned from the negotiated transceiver.
@@ -110,6 +114,9 @@ type DownTrack struct {
 	// allocator last looked, so it may go up at once.
 	ceilingRaised atomic.Bool
 	switches      atomic.Uint64
+	unready       atomic.Bool    // a write was dropped by pion before SRTP was up
+	ready         atomic.Bool    // the subscriber's transport is up (transportReady)
+	firstSent     atomic.Bool    // a packet went out
 	rr            receiverReport // the subscriber's view of this stream
 
 	// scratch[l] is used only by the reader goroutine of layer l.
@@ -239,6 +246,7 @@ func (d *DownTrack) SetMaxLayer(l simulcast.Layer) {
 		d.ceilingRaised.Store(true)
 	}
 	d.refreshStreamState()
+	d.requestWanted()
 }
 
 // Target is the layer the allocator last chose (the top layer until it
@@ -254,6 +262,25 @@ func (d *DownTrack) SetTarget(l simulcast.Layer) {
 		d.restart()
 	}
 	d.refreshStreamState()
+	d.requestWanted()
+}
+
+// requestWanted asks for a keyframe of the layer the target now resolves
+// to, if another is forwarded: the switch waits for it, and the selector
+// would ask only at the forwarded layer's next packet, up to a frame
+// later. RequestKeyframe only marks the layer (the track rate-limits it),
+// so callers may hold locks.
+func (d *DownTrack) requestWanted() {
+	if d.kind != webrtc.RTPCodecTypeVideo || d.bound.Load() == nil || d.paused.Load() || !d.ready.Load() {
+		return
+	}
+	cur := d.current.Load()
+	if cur < 0 {
+		return // not started: the stream's first packets ask for its keyframe
+	}
+	if want := simulcast.Resolve(d.effectiveTarget().Spatial, d.p.Track.AvailableLayers()); want >= 0 && int32(want) != cur {
+		d.p.Track.RequestKeyframe(want)
+	}
 }
 
 // effectiveTarget is the target clamped to the subscriber's maximum.
@@ -303,9 +330,15 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		}
 		d.restart() // re-bound while forwarding: continue at the next keyframe
 		d.bound.Store(b)
-		if d.kind == webrtc.RTPCodecTypeVideo {
-			d.p.Track.RequestKeyframe(max(simulcast.Resolve(d.effectiveTarget().Spatial, d.p.Track.AvailableLayers()), 0))
+		// A keyframe sent before the transport is up would be lost: the
+		// request goes out when it comes up (transportReady).
+		if d.ready.Load() {
+			d.requestStartKeyframe()
+		} else {
+			d.transportReady()
 		}
+		d.p.Logger.Debug("downtrack bound", "track", d.p.Track.ID(), "subscriber", d.p.Subscriber,
+			"mime", c.MimeType, "transport_up", d.ready.Load())
 		return c, nil
 	}
 	return webrtc.RTPCodecParameters{}, fmt.Errorf("bind %s for %s: %w", want.MimeType, d.p.Subscriber, ErrCodecNotNegotiated)
@@ -350,7 +383,7 @@ func (d *DownTrack) Paused() bool { return d.paused.Load() }
 // drops a packet its send buffer has no room for rather than wait.
 func (d *DownTrack) WriteRTP(p *Packet) {
 	b := d.bound.Load()
-	if b == nil || d.paused.Load() {
+	if b == nil || d.paused.Load() || !d.transportReady() {
 		return
 	}
 	layer := int32(p.Layer)
@@ -376,7 +409,34 @@ func (d *DownTrack) WriteRTP(p *Packet) {
 		}
 		_ = sc.hdr.SetExtension(b.audioLevelID, sc.level[:])
 	}
-	d.write(b, &sc.headerScratch, payload, p.Arrival)
+	if d.write(b, &sc.headerScratch, payload, p.Arrival) {
+		d.restart() // lost unseen: start over at a keyframe the subscriber gets
+	}
+}
+
+// transportReady reports whether what is written now reaches the
+// subscriber: once its transport is up (see transportUp), for good.
+func (d *DownTrack) transportReady() bool {
+	if d.ready.Load() {
+		return true
+	}
+	if d.p.transportUp != nil && !d.p.transportUp() {
+		return false
+	}
+	if !d.ready.Swap(true) {
+		// The stream starts now: ask for its keyframe at once rather than
+		// at the wanted layer's next packet (up to a frame later).
+		d.requestStartKeyframe()
+	}
+	return true
+}
+
+// requestStartKeyframe asks for a keyframe of the layer a video stream
+// starts with.
+func (d *DownTrack) requestStartKeyframe() {
+	if d.kind == webrtc.RTPCodecTypeVideo {
+		d.p.Track.RequestKeyframe(max(simulcast.Resolve(d.effectiveTarget().Spatial, d.p.Track.AvailableLayers()), 0))
+	}
 }
 
 // translate runs layer selection and munging for one packet under d.mu. It
@@ -484,6 +544,8 @@ func (d *DownTrack) switchTo(l int8) {
 	if started {
 		d.p.Logger.Debug("layer switch", "track", d.p.Track.ID(), "subscriber", d.p.Subscriber,
 			"from", from, "to", l, "aligned", aligned)
+	} else {
+		d.p.Logger.Debug("stream start", "track", d.p.Track.ID(), "subscriber", d.p.Subscriber, "layer", l)
 	}
 }
 
@@ -531,7 +593,9 @@ func fillHeader(h *rtp.Header, b *binding, src *rtp.Header, seq uint16, ts uint3
 // transport-wide sequence number, recorded with its size and the send time
 // now (unix nanoseconds: a forwarded packet's arrival, microseconds before
 // on the same goroutine, saves a clock read per packet and subscriber).
-func (d *DownTrack) write(b *binding, hs *headerScratch, payload []byte, now int64) {
+// It reports whether pion dropped the packet unsent, without an error,
+// because DTLS-SRTP was not up yet.
+func (d *DownTrack) write(b *binding, hs *headerScratch, payload []byte, now int64) (unsent bool) {
 	h := &hs.hdr
 	if b.twccID != 0 && d.p.twcc != nil {
 		// The extension goes on before the size is taken: it is part of it.
@@ -543,10 +607,20 @@ func (d *DownTrack) write(b *binding, hs *headerScratch, payload []byte, now int
 	}
 	n, err := b.writer.WriteRTP(h, payload)
 	if err != nil {
-		return // closed or congested transport: the subscriber will NACK or PLI
+		return false // closed or congested transport: the subscriber will NACK or PLI
+	}
+	if n == 0 {
+		if !d.unready.Swap(true) {
+			d.p.Logger.Debug("write before srtp ready", "track", d.p.Track.ID(), "subscriber", d.p.Subscriber, "seq", h.SequenceNumber)
+		}
+		return true
+	}
+	if !d.firstSent.Load() && !d.firstSent.Swap(true) { // a load per packet, not a barrier
+		d.p.Logger.Debug("first packet sent", "track", d.p.Track.ID(), "subscriber", d.p.Subscriber, "seq", h.SequenceNumber, "bytes", n)
 	}
 	d.packets.Add(1)
 	d.bytes.Add(uint64(n))
+	return false
 }
 
 // TrackClosed is called when the published track ends.
@@ -703,72 +777,4 @@ func (d *DownTrack) recordReports(reports []rtcp.ReceptionReport) {
 			d.rr.record(r, d.clockRate, time.Now())
 		}
 	}
-}
-
-// retransmit resends a packet the subscriber reported lost, mapping its
-// sequence number back to the publisher's layer and sequence number and
-// re-munging the cached copy.
-func (d *DownTrack) retransmit(outSeq uint16) {
-	b := d.bound.Load()
-	if b == nil || (d.kind == webrtc.RTPCodecTypeVideo && (d.paused.Load() || d.Target().Spatial < 0)) {
-		return // paused video restarts at a keyframe: old packets are of no use
-	}
-	src, ok := d.munger.UnmungeSeq(outSeq)
-	if !ok {
-		return
-	}
-	now := time.Now().UnixNano()
-	d.rtxMu.Lock()
-	defer d.rtxMu.Unlock()
-	seen, ok := d.mayRetransmit(outSeq, now)
-	if !ok {
-		d.rtxRefused.Add(1)
-		return
-	}
-	n, ok := d.p.Track.ReadCached(int8(src.Layer), src.Seq, d.rtxBuf[:])
-	if !ok {
-		return
-	}
-	if err := d.rtxPkt.Unmarshal(d.rtxBuf[:n]); err != nil {
-		return
-	}
-	payload, ok := payloadFor(b, d.rtxPkt.Payload)
-	if !ok {
-		return
-	}
-	if d.vp8Sent != nil && len(payload) > 0 {
-		if payload, ok = d.rewriteCachedVP8(outSeq, payload); !ok {
-			return
-		}
-	}
-	h := &d.rtxPkt.Header
-	fillHeader(&d.rtx.hdr, b, h, outSeq, h.Timestamp-src.TSOffset)
-	size := d.rtx.hdr.MarshalSize() + len(payload) + rtxExtAllowance
-	if !d.spendRTXBudget(size) {
-		d.rtxRefused.Add(1)
-		return
-	}
-	seen.note(outSeq, now)
-	d.write(b, &d.rtx.headerScratch, payload, now)
-	d.rtxPackets.Add(1)
-	d.rtxBytes.Add(uint64(size))
-}
-
-// rewriteCachedVP8 gives a retransmitted VP8 packet the descriptor it was
-// first sent with. Callers hold d.rtxMu.
-func (d *DownTrack) rewriteCachedVP8(outSeq uint16, payload []byte) ([]byte, bool) {
-	var desc simulcast.VP8Descriptor
-	if simulcast.ParseVP8(payload, &desc) != nil {
-		return payload, true // sent unparsed the first time too
-	}
-	d.mu.Lock()
-	sent := d.vp8Sent[outSeq%vp8History]
-	d.mu.Unlock()
-	if !sent.valid || sent.seq != outSeq {
-		return nil, false
-	}
-	out := desc
-	out.PictureID, out.LongPictureID = sent.pictureID, desc.HasPictureID
-	out.TL0PICIDX, out.KEYIDX = sent.tl0, sent.keyIdx
-	return rewriteVP8(&desc, &out, payload, d.rtx.payload[:])
 }

@@ -1,6 +1,13 @@
 package sfu
 
-import "time"
+import (
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/fanout-sfu/fanout/simulcast"
+)
 
 // Retransmission limits. A receiver that keeps asking for packets a
 // congested link keeps losing (pion's NACK generator asks every 100 ms,
@@ -96,4 +103,128 @@ func (d *DownTrack) spendRTXBudget(size int) bool {
 	}
 	d.rtxTokens -= int64(size)
 	return true
+}
+
+// retransmit resends a packet the subscriber reported lost, mapping its
+// sequence number back to the publisher's layer and sequence number and
+// re-munging the cached copy.
+func (d *DownTrack) retransmit(outSeq uint16) {
+	b := d.bound.Load()
+	if b == nil {
+		return
+	}
+	src, ok := d.munger.UnmungeSeq(outSeq)
+	if !ok {
+		return
+	}
+	if src.Padding {
+		d.retransmitPadding(b, outSeq, src.PaddingTS)
+		return
+	}
+	if d.kind == webrtc.RTPCodecTypeVideo && (d.paused.Load() || d.Target().Spatial < 0) {
+		return // paused video restarts at a keyframe: old packets are of no use
+	}
+	now := time.Now().UnixNano()
+	d.rtxMu.Lock()
+	defer d.rtxMu.Unlock()
+	seen, ok := d.mayRetransmit(outSeq, now)
+	if !ok {
+		d.rtxRefused.Add(1)
+		return
+	}
+	n, ok := d.p.Track.ReadCached(int8(src.Layer), src.Seq, d.rtxBuf[:])
+	if !ok {
+		return
+	}
+	if err := d.rtxPkt.Unmarshal(d.rtxBuf[:n]); err != nil {
+		return
+	}
+	payload, ok := payloadFor(b, d.rtxPkt.Payload)
+	if !ok {
+		return
+	}
+	h := &d.rtxPkt.Header
+	if d.vp8Sent != nil && len(payload) > 0 {
+		var media bool
+		if payload, media, ok = d.rewriteCachedVP8(outSeq, payload); !media {
+			// Dropped on purpose (an upper temporal layer) after it came
+			// late, past the packets around it: padding fills its number.
+			d.sendPadding(b, seen, outSeq, h.Timestamp-src.TSOffset, now)
+			return
+		}
+		if !ok {
+			return
+		}
+	}
+	fillHeader(&d.rtx.hdr, b, h, outSeq, h.Timestamp-src.TSOffset)
+	size := d.rtx.hdr.MarshalSize() + len(payload) + rtxExtAllowance
+	if !d.spendRTXBudget(size) {
+		d.rtxRefused.Add(1)
+		return
+	}
+	seen.note(outSeq, now)
+	d.write(b, &d.rtx.headerScratch, payload, now)
+	d.rtxPackets.Add(1)
+	d.rtxBytes.Add(uint64(size))
+}
+
+// rewriteCachedVP8 gives a retransmitted VP8 packet the descriptor it was
+// first sent with. media is false if no VP8 packet was sent with number
+// outSeq (among the last vp8History): the packet was dropped, and its
+// number was left to it. Callers hold d.rtxMu.
+func (d *DownTrack) rewriteCachedVP8(outSeq uint16, payload []byte) (out []byte, media, ok bool) {
+	var desc simulcast.VP8Descriptor
+	if simulcast.ParseVP8(payload, &desc) != nil {
+		return payload, true, true // sent unparsed the first time too
+	}
+	d.mu.Lock()
+	sent := d.vp8Sent[outSeq%vp8History]
+	d.mu.Unlock()
+	if !sent.valid || sent.seq != outSeq {
+		return nil, false, false
+	}
+	o := desc
+	o.PictureID, o.LongPictureID = sent.pictureID, desc.HasPictureID
+	o.TL0PICIDX, o.KEYIDX = sent.tl0, sent.keyIdx
+	out, ok = rewriteVP8(&desc, &o, payload, d.rtx.payload[:])
+	return out, true, ok
+}
+
+// rtxPaddingBytes is the padding a retransmitted padding packet carries:
+// the receiver needs its sequence number, not its size.
+const rtxPaddingBytes = 1
+
+// retransmitPadding sends again a padding packet (made up to probe) that
+// the subscriber reported lost, with its sequence number and timestamp:
+// it carries nothing, but a receiver would otherwise keep a hole in the
+// sequence for good. It is answered while the video is paused too: the
+// prober pads a paused stream.
+func (d *DownTrack) retransmitPadding(b *binding, outSeq uint16, ts uint32) {
+	now := time.Now().UnixNano()
+	d.rtxMu.Lock()
+	defer d.rtxMu.Unlock()
+	seen, ok := d.mayRetransmit(outSeq, now)
+	if !ok {
+		d.rtxRefused.Add(1)
+		return
+	}
+	d.sendPadding(b, seen, outSeq, ts, now)
+}
+
+// sendPadding sends a padding packet with number outSeq and timestamp ts in
+// answer to a NACK, noting it in seen. Callers hold d.rtxMu.
+func (d *DownTrack) sendPadding(b *binding, seen *rtxRecord, outSeq uint16, ts uint32, now int64) {
+	var none rtp.Header
+	h := &d.rtx.hdr
+	fillHeader(h, b, &none, outSeq, ts)
+	h.Padding, h.PaddingSize = true, rtxPaddingBytes
+	size := h.MarshalSize() + rtxPaddingBytes + rtxExtAllowance
+	if !d.spendRTXBudget(size) {
+		d.rtxRefused.Add(1)
+		return
+	}
+	seen.note(outSeq, now)
+	d.write(b, &d.rtx.headerScratch, nil, now)
+	d.rtxPackets.Add(1)
+	d.rtxBytes.Add(uint64(size))
 }

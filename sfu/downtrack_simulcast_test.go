@@ -333,12 +333,12 @@ func TestDownTrackWritePadding(t *testing.T) {
 		}
 	}
 	d.handleRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{Nacks: []rtcp.NackPair{{PacketID: sent[3].hdr.SequenceNumber}}}})
-	if got := len(w.packets()); got != 6 {
-		t.Errorf("a NACK for padding sent %d packets", got-6)
+	if got := w.packets(); len(got) != 7 || !got[6].hdr.Padding || got[6].hdr.SequenceNumber != sent[3].hdr.SequenceNumber {
+		t.Errorf("a NACK for padding: %d packets sent again, want that padding once", len(got)-6)
 	}
 	d.handleRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{Nacks: []rtcp.NackPair{{PacketID: sent[5].hdr.SequenceNumber}}}})
-	if got := w.packets(); len(got) != 7 || !bytes.Equal(got[6].payload, sent[5].payload) {
-		t.Errorf("a NACK for media after the padding: %d packets", len(got)-6)
+	if got := w.packets(); len(got) != 8 || !bytes.Equal(got[7].payload, sent[5].payload) {
+		t.Errorf("a NACK for media after the padding: %d packets", len(got)-7)
 	}
 }
 

@@ -73,6 +73,33 @@ type subscriber struct {
 	// is made. Tests hold the pion steps with them.
 	addTransceiver func(webrtc.TrackLocal, ...webrtc.RTPTransceiverInit) (*webrtc.RTPTransceiver, error)
 	beforeOffer    func()
+
+	// dtls is the connection's DTLS transport (one, bundled): media written
+	// before it is connected is dropped by pion without an error.
+	dtls *webrtc.DTLSTransport
+}
+
+// transportUp reports whether the connection's DTLS-SRTP transport is up,
+// so that media written now reaches the subscriber.
+func (s *subscriber) transportUp() bool {
+	return s.dtls == nil || s.dtls.State() == webrtc.DTLSTransportStateConnected
+}
+
+// startStreams lets the DownTracks bound while the transport was coming up
+// start now that it is up, each asking for its keyframe at once rather
+// than at its track's next packet (up to a frame later).
+func (s *subscriber) startStreams() {
+	s.mu.Lock()
+	dts := make([]*DownTrack, 0, len(s.subs))
+	for _, sub := range s.subs {
+		dts = append(dts, sub.dt)
+	}
+	s.mu.Unlock()
+	for _, dt := range dts {
+		if dt.bound.Load() != nil {
+			dt.transportReady()
+		}
+	}
 }
 
 func newSubscriber(p *Participant) (*subscriber, error) {
@@ -82,7 +109,7 @@ func newSubscriber(p *Participant) (*subscriber, error) {
 		return nil, err
 	}
 	s := &subscriber{
-		p: p, pc: newPeerConn(pc), cc: cc,
+		p: p, pc: newPeerConn(pc), cc: cc, dtls: pc.SCTP().Transport(),
 		subs: map[livekit.TrackID]*subscription{}, reserved: map[livekit.TrackID]*reservation{},
 		explicit: map[livekit.TrackID]bool{}, addTransceiver: pc.AddTransceiverFromTrack,
 		disabled: map[livekit.TrackID]bool{}, maxLayer: map[livekit.TrackID]int8{},
@@ -107,6 +134,7 @@ func newSubscriber(p *Participant) (*subscriber, error) {
 		p.log.Debug("subscriber pc state", "state", st.String())
 		if st == webrtc.PeerConnectionStateConnected {
 			p.setActive()
+			s.startStreams()
 		}
 		p.connectionEnded(st)
 	})
@@ -264,6 +292,7 @@ func (s *subscriber) subscribe(from *Participant, t *publishedTrack) error {
 		OnStreamState: func(d *DownTrack, active bool) { s.sendStreamState(from.ID(), id, active) },
 		Logger:        s.p.log,
 		twcc:          s.cc.rec,
+		transportUp:   s.transportUp,
 	})
 	if hasMax {
 		dt.SetMaxLayer(simulcast.Layer{Spatial: maxLayer, Temporal: simulcast.AllTemporal})

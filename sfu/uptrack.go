@@ -289,7 +289,9 @@ func (t *UpTrack) sendKeyframeRequests(b *pliBatch) {
 		b.plis[layer].MediaSSRC = l.ssrc
 		if err := t.p.WriteRTCP(b.pkts[layer]); err != nil {
 			t.p.Logger.Debug("keyframe request failed", "track", t.p.ID, "layer", layer, "err", err)
+			continue
 		}
+		t.p.Logger.Debug("keyframe request sent", "track", t.p.ID, "layer", layer)
 	}
 }
 

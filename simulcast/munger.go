@@ -20,7 +20,10 @@ type seqRange struct {
 	inEnd    uint64 // last input sequence number (inclusive), once the range is closed
 	outStart uint64 // output sequence number of inStart
 	tsOffset uint32 // subtracted from input timestamps
-	layer    uint8  // input stream (simulcast layer) the range was read from
+	// padTS is the timestamp of the made-up padding packets (InsertPadding)
+	// that took the output numbers between the previous range and this one.
+	padTS uint32
+	layer uint8 // input stream (simulcast layer) the range was read from
 }
 
 // offset is what is subtracted from input sequence numbers in this range.
@@ -171,7 +174,8 @@ func (m *Munger) dropPadding(ext uint64) {
 // InsertPadding hands out the next output sequence number to a packet the
 // caller makes up (padding to probe the subscriber's bandwidth), with the
 // timestamp of the last forwarded packet; later packets are shifted up by
-// one. A NACK for it maps to nothing. ok is false before the first packet.
+// one. A NACK for it maps to that padding (see UnmungeSeq), to be sent
+// again. ok is false before the first packet.
 // Like Munge, it must not run concurrently with Munge or SwitchLayer.
 func (m *Munger) InsertPadding() (outSeq uint16, outTS uint32, ok bool) {
 	if !m.started {
@@ -184,9 +188,10 @@ func (m *Munger) InsertPadding() (outSeq uint16, outTS uint32, ok bool) {
 		// Nothing forwarded in the current range yet (a run of padding):
 		// shift it instead of using up a remembered range.
 		cur.outStart++
+		cur.padTS = m.lastOutTS
 	} else {
 		cur.inEnd = m.highestIn
-		m.push(seqRange{inStart: m.highestIn + 1, outStart: out + 1, tsOffset: cur.tsOffset, layer: cur.layer})
+		m.push(seqRange{inStart: m.highestIn + 1, outStart: out + 1, tsOffset: cur.tsOffset, padTS: m.lastOutTS, layer: cur.layer})
 	}
 	m.highestOut.Store(out)
 	m.mu.Unlock()
@@ -212,7 +217,8 @@ func (m *Munger) resume(seq uint16, ts uint32, arrival int64, clockRate uint32) 
 		cur.inEnd = m.highestIn
 		m.push(seqRange{})
 	}
-	m.ranges[m.head] = seqRange{inStart: ext, outStart: outStart, tsOffset: ts - outTS, layer: m.nextLayer}
+	// padTS: padding made up while paused took the numbers before outStart.
+	m.ranges[m.head] = seqRange{inStart: ext, outStart: outStart, tsOffset: ts - outTS, padTS: m.lastOutTS, layer: m.nextLayer}
 	m.highestIn = ext
 	m.highestOut.Store(outStart)
 	m.mu.Unlock()
@@ -274,12 +280,17 @@ type Unmunged struct {
 	Layer    uint8
 	Seq      uint16
 	TSOffset uint32
+	// Padding: the number went to a padding packet the caller made up
+	// (InsertPadding), sent with timestamp PaddingTS; Layer, Seq and
+	// TSOffset are then unset.
+	Padding   bool
+	PaddingTS uint32
 }
 
 // UnmungeSeq maps an output sequence number (from a subscriber's NACK) back
-// to the input packet. It fails for numbers not yet sent, sent before the
-// remembered ranges, or never used (skipped over by a resume or switch).
-// Safe to call concurrently with Munge.
+// to the input packet, or to the made-up padding packet (InsertPadding) it
+// was given to (Padding). It fails for numbers not yet sent, or sent before
+// the remembered ranges. Safe to call concurrently with Munge.
 func (m *Munger) UnmungeSeq(outSeq uint16) (Unmunged, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -291,14 +302,18 @@ func (m *Munger) UnmungeSeq(outSeq uint16) (Unmunged, bool) {
 	if ext > hi {
 		return Unmunged{}, false
 	}
+	newer := m.head // the range after ranges[i]
 	for k, i := 0, m.head; k < m.count; k++ {
 		r := &m.ranges[i]
 		if ext >= r.outStart {
 			if i != m.head && ext > r.inEnd-r.offset() {
-				return Unmunged{}, false
+				// Between this range and the next, which continue each
+				// other but for the padding made up in between.
+				return Unmunged{Padding: true, PaddingTS: m.ranges[newer].padTS}, true
 			}
 			return Unmunged{Layer: r.layer, Seq: uint16(ext + r.offset()), TSOffset: r.tsOffset}, true
 		}
+		newer = i
 		i = (i + mungerRanges - 1) % mungerRanges
 	}
 	return Unmunged{}, false

@@ -478,7 +478,7 @@ func TestTimestampDelta(t *testing.T) {
 
 // TestMungerInsertPadding checks made-up padding packets: each takes the
 // next output number, later packets move up, a late packet keeps its own
-// number, a NACK for the padding maps to nothing, and a run of padding
+// number, a NACK for the padding maps to padding, and a run of padding
 // does not use up remembered ranges.
 func TestMungerInsertPadding(t *testing.T) {
 	m := &Munger{}
@@ -508,8 +508,8 @@ func TestMungerInsertPadding(t *testing.T) {
 		t.Errorf("late packet 101 sent as %d, want 101", got)
 	}
 	for _, out := range []uint16{103, 103 + mungerRanges, 102 + 3*mungerRanges} {
-		if u, ok := m.UnmungeSeq(out); ok {
-			t.Errorf("NACK for padding %d maps to %+v", out, u)
+		if u, ok := m.UnmungeSeq(out); !ok || !u.Padding || u.PaddingTS != 4000 {
+			t.Errorf("NACK for padding %d maps to %+v %v, want padding at ts 4000", out, u, ok)
 		}
 	}
 	if u, ok := m.UnmungeSeq(103 + 3*mungerRanges); !ok || u.Seq != 103 {
@@ -517,5 +517,100 @@ func TestMungerInsertPadding(t *testing.T) {
 	}
 	if u, ok := m.UnmungeSeq(102); !ok || u.Seq != 102 {
 		t.Errorf("NACK before the padding: %+v %v, want input 102", u, ok)
+	}
+}
+
+// TestMungerPaddingSlots checks that a NACK for a made-up padding packet
+// (InsertPadding) maps to that padding, with the timestamp it was sent
+// with, so that it can be sent again: a receiver that lost it on the way
+// otherwise keeps a hole in the sequence for good. Numbers around it still
+// map to their input packets, lost ones included.
+func TestMungerPaddingSlots(t *testing.T) {
+	type op struct {
+		seq    uint16 // Munge this input (ts below); 0 with insert or layer
+		ts     uint32
+		insert bool  // InsertPadding
+		layer  uint8 // SwitchLayer(layer-1) when > 0
+		pad    bool  // seq is a padding-only input packet
+	}
+	type check struct {
+		out     uint16
+		ok      bool
+		padding bool
+		ts      uint32 // padding's timestamp
+		in      uint16 // input packet otherwise
+		layer   uint8
+	}
+	tests := []struct {
+		name   string
+		ops    []op
+		checks []check
+	}{
+		{
+			name: "padding between packets",
+			ops:  []op{{seq: 100, ts: 1000}, {seq: 101, ts: 4000}, {insert: true}, {insert: true}, {seq: 102, ts: 7000}},
+			checks: []check{
+				{out: 101, ok: true, in: 101},
+				{out: 102, ok: true, padding: true, ts: 4000},
+				{out: 103, ok: true, padding: true, ts: 4000},
+				{out: 104, ok: true, in: 102},
+				{out: 105},
+			},
+		},
+		{
+			name: "padding after a dropped input padding",
+			ops:  []op{{seq: 100, ts: 1000}, {seq: 101, pad: true}, {insert: true}, {seq: 102, ts: 4000}},
+			checks: []check{
+				{out: 101, ok: true, padding: true, ts: 1000},
+				{out: 102, ok: true, in: 102},
+			},
+		},
+		{
+			name: "padding before a layer switch",
+			ops:  []op{{seq: 100, ts: 1000}, {insert: true}, {layer: 2}, {seq: 500, ts: 90000}, {seq: 501, ts: 93000}},
+			checks: []check{
+				{out: 100, ok: true, in: 100},
+				{out: 101, ok: true, padding: true, ts: 1000},
+				{out: 102, ok: true, in: 500, layer: 1},
+				{out: 103, ok: true, in: 501, layer: 1},
+			},
+		},
+		{
+			name: "padding while a packet is missing",
+			ops:  []op{{seq: 100, ts: 1000}, {insert: true}, {seq: 102, ts: 7000}},
+			checks: []check{
+				{out: 101, ok: true, padding: true, ts: 1000},
+				{out: 102, ok: true, in: 101}, // lost before the SFU: the cache decides
+				{out: 103, ok: true, in: 102},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := &Munger{}
+			for i, o := range tt.ops {
+				switch {
+				case o.insert:
+					if _, _, ok := m.InsertPadding(); !ok {
+						t.Fatalf("op %d: InsertPadding refused", i)
+					}
+				case o.layer > 0:
+					m.SwitchLayer(o.layer - 1)
+				default:
+					m.Munge(o.seq, o.ts, int64(i)*ms, videoClock, o.pad)
+				}
+			}
+			for _, c := range tt.checks {
+				got, ok := m.UnmungeSeq(c.out)
+				want := Unmunged{Layer: c.layer, Seq: c.in, Padding: c.padding, PaddingTS: c.ts}
+				if c.padding {
+					want.Layer, want.Seq = 0, 0
+				}
+				if ok != c.ok || (ok && (got.Padding != want.Padding || got.PaddingTS != want.PaddingTS ||
+					(!want.Padding && (got.Seq != want.Seq || got.Layer != want.Layer)))) {
+					t.Errorf("UnmungeSeq(%d) = (%+v, %v), want (%+v, %v)", c.out, got, ok, want, c.ok)
+				}
+			}
+		})
 	}
 }
