@@ -88,8 +88,14 @@ func probeTest(want, estimate, capacity uint64, reach float64) (test, known uint
 	if reach == 0 {
 		reach = probeReach
 	}
-	return min(want, uint64(float64(known)*reach)), known
+	// Never under the estimate: a cluster the estimate already covers
+	// would tell nothing.
+	test = max(uint64(float64(known)*reach), uint64(float64(estimate)*probeAboveEstimate))
+	return min(want, test), known
 }
+
+// probeAboveEstimate is the least a cluster tests for, over the estimate.
+const probeAboveEstimate = 1.1
 
 // probePlan sizes a cluster testing for test bits/s while the media takes
 // media bits/s, the path being known to carry known bits/s: the padding
@@ -163,7 +169,7 @@ func (p *prober) result(now int64, estimate uint64) probeOutcome {
 	if p.target == 0 {
 		return probePending
 	}
-	if estimate >= p.target && estimate > p.before {
+	if estimate >= p.target && (estimate > p.before || p.target <= p.before) {
 		p.target, p.backoff, p.next = 0, 0, now
 		p.reach = min(2*max(p.reach, probeReach), probeReachMax)
 		return probeConfirmed

@@ -124,6 +124,7 @@ func TestProbePlan(t *testing.T) {
 		{"upgrade within reach", 1_800_000, 1_500_000, 0, 500_000, 1_800_000},
 		{"far above the estimate: explore", 1_800_000, 600_000, 0, 500_000, 900_000},
 		{"the capacity known caps the estimate", 1_800_000, 900_000, 700_000, 500_000, 1_050_000},
+		{"never under the estimate", 1_800_000, 900_000, 300_000, 500_000, 990_000},
 		{"low rates", 600_000, 500_000, 0, 200_000, 600_000},
 		{"high rates", 10_000_000, 8_000_000, 0, 3_000_000, 10_000_000},
 	}

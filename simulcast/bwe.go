@@ -141,6 +141,7 @@ type GCC struct {
 	loss     lossControl
 	probe    probeMeter
 	queue    queueWatch
+	busy     busyMeter
 
 	// The congestion episode: the highest recent acked bitrate seen while
 	// overusing since episodeAt (see deliveredRate).
@@ -184,6 +185,7 @@ func (g *GCC) OnFeedback(now int64, results []PacketResult) {
 		}
 		received = true
 		g.acked.add(r.Arrival, r.Size)
+		g.busy.add(r)
 		d, st := g.groups.add(r.SendTime, r.Arrival)
 		switch st {
 		case groupReset:
@@ -225,14 +227,18 @@ func (g *GCC) OnFeedback(now int64, results []PacketResult) {
 const episodeSpan = int64(2e9)
 
 // deliveredRate is what the bottleneck delivers while it is full: the
-// highest recent acked bitrate seen while overusing in the current
-// episode (up to episodeSpan long), or the recent acked bitrate outside
-// one. Once the SFU has cut the rate (a layer switch, which waits for a
+// highest rate seen while overusing in the current episode (up to
+// episodeSpan long), or the rate now outside one; the rate is the
+// bottleneck's while busy (busyMeter) when a queue stood recently, else
+// the recent acked bitrate. Once the SFU has cut the rate (a layer switch, which waits for a
 // keyframe) the receiver gets less than the link carries while the queue
 // drains: the peak of the episode is the link's rate, the latest value
 // only the sender's.
 func (g *GCC) deliveredRate(now int64, signal DelaySignal) float64 {
 	recent := g.acked.recent()
+	if busy := g.busy.rate(); busy > 0 {
+		recent = busy
+	}
 	if signal != DelayOverusing {
 		if g.episode && now-g.episodeAt <= episodeSpan {
 			return math.Max(g.episodePeak, recent)

@@ -518,3 +518,34 @@ func TestGCCRestore(t *testing.T) {
 		t.Errorf("restored beyond the maximum: %d", got)
 	}
 }
+
+// TestBusyMeter covers the bottleneck's rate from queued packets: a link
+// that passes the first packets at the sender's pace (a token bucket) and
+// then serves at 300 kbit/s measures 300 kbit/s; packets that do not queue
+// measure nothing.
+func TestBusyMeter(t *testing.T) {
+	const size = 1200
+	serve := int64(size * 8 * 1e9 / 300e3) // ns per packet at 300 kbit/s
+	var b busyMeter
+	send, arr := int64(0), int64(5e9)
+	for i := range 100 {
+		if i < 20 {
+			arr = 5e9 + send // the bucket: no queueing
+		} else {
+			arr = max(arr+serve, 5e9+send)
+		}
+		b.add(&PacketResult{SendTime: send, Arrival: arr, Size: size, Received: true})
+		send += 6e6 // 1.6 Mbit/s
+	}
+	if r := b.rate(); r < 290e3 || r > 310e3 {
+		t.Fatalf("busy rate %.0f, want 300k", r)
+	}
+	var idle busyMeter
+	for i := range 100 {
+		at := int64(i) * 6e6
+		idle.add(&PacketResult{SendTime: at, Arrival: 5e9 + at + int64(i%3)*1e6, Size: size, Received: true})
+	}
+	if r := idle.rate(); r != 0 {
+		t.Fatalf("busy rate %.0f without a queue, want 0", r)
+	}
+}
