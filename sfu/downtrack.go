@@ -255,9 +255,17 @@ func (d *DownTrack) Target() simulcast.Layer { return unpackLayer(d.target.Load(
 
 // SetTarget sets the layer the allocator wants forwarded (clamped to the
 // subscriber's maximum when packets are selected); a negative spatial layer
-// pauses video.
+// pauses video. A lower spatial layer drains the current one (see
+// simulcast.Selector.Drain).
 func (d *DownTrack) SetTarget(l simulcast.Layer) {
-	d.target.Store(packLayer(l))
+	if old := unpackLayer(d.target.Swap(packLayer(l))); l.Spatial >= 0 && l.Spatial < old.Spatial && d.kind == webrtc.RTPCodecTypeVideo {
+		// Lowered for lack of bandwidth (the allocator is the only
+		// caller): the current layer stops at its next frame, so that the
+		// lower layer's keyframe does not queue behind more of it.
+		d.mu.Lock()
+		d.selector.Drain()
+		d.mu.Unlock()
+	}
 	if l.Spatial < 0 && d.kind == webrtc.RTPCodecTypeVideo {
 		d.restart()
 	}

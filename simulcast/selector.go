@@ -88,13 +88,36 @@ type Selector struct {
 	current  int8 // spatial layer forwarded, -1 before the first keyframe
 	temporal int8 // highest temporal id forwarded
 	want     int8 // spatial layer resolved for the last packet
+	// Draining (see Drain): drain is asked for, draining drops the
+	// current layer's frames, drained counts the frames dropped.
+	drain, draining bool
+	drained         int
+}
+
+// drainMaxFrames is how many frames of the current layer Drain drops at
+// most while the lower layer's keyframe is awaited (a publisher slow to
+// send it): about a second of video.
+const drainMaxFrames = 30
+
+// Drain makes the selector stop forwarding the current spatial layer, from
+// its next frame start, while the wanted layer is a lower one whose
+// keyframe is awaited. A path that became too narrow for the current layer
+// then clears its queue before that keyframe, rather than queueing it
+// behind more frames the path cannot carry (behind a token bucket that
+// is seconds of them); the subscriber sees the last frame until the
+// keyframe. Draining ends at the switch, when the wanted layer is no
+// longer lower, or after drainMaxFrames frames.
+func (s *Selector) Drain() {
+	if s.current >= 0 && !s.drain {
+		s.drain, s.draining, s.drained = true, false, 0
+	}
 }
 
 // NewSelector returns a selector waiting for its first keyframe.
 func NewSelector() *Selector { return &Selector{current: -1, temporal: AllTemporal, want: -1} }
 
 // Reset makes the selector wait for a keyframe again (after a pause).
-func (s *Selector) Reset() { s.current = -1 }
+func (s *Selector) Reset() { s.current, s.drain, s.draining = -1, false, false }
 
 // Current is the spatial layer being forwarded, or -1.
 func (s *Selector) Current() int8 { return s.current }
@@ -113,6 +136,9 @@ func (s *Selector) Select(p PacketInfo, target Layer, avail LayerMask) Decision 
 		return Decision{Action: Drop, KeyframeFor: -1}
 	}
 	if p.Layer == s.current {
+		if s.drainFrame(p, want) {
+			return Decision{Action: DropInStream, KeyframeFor: want}
+		}
 		d := Decision{Action: s.filterTemporal(p, target.Temporal), KeyframeFor: -1}
 		if want != s.current {
 			d.KeyframeFor = want
@@ -122,12 +148,34 @@ func (s *Selector) Select(p PacketInfo, target Layer, avail LayerMask) Decision 
 	if p.Keyframe && s.closer(p.Layer, want) {
 		s.current = p.Layer
 		s.temporal = clampTemporal(target.Temporal)
+		s.drain, s.draining = false, false
 		return Decision{Action: SwitchForward, KeyframeFor: -1}
 	}
 	if p.Layer == want {
 		return Decision{Action: Drop, KeyframeFor: want}
 	}
 	return Decision{Action: Drop, KeyframeFor: -1}
+}
+
+// drainFrame reports whether packet p of the current layer is dropped
+// while draining (see Drain).
+func (s *Selector) drainFrame(p PacketInfo, want int8) bool {
+	if !s.drain {
+		return false
+	}
+	if want >= s.current {
+		s.drain, s.draining = false, false
+		return false
+	}
+	if p.FrameStart {
+		if s.drained >= drainMaxFrames {
+			s.drain, s.draining = false, false
+			return false
+		}
+		s.draining = true
+		s.drained++
+	}
+	return s.draining
 }
 
 // closer reports whether switching to layer l brings the stream closer to

@@ -150,3 +150,66 @@ func TestLayerForRIDAndSize(t *testing.T) {
 		t.Errorf("LayerForSize(nil) = %d, want -1", got)
 	}
 }
+
+// TestSelectorDrain covers a switch down for lack of bandwidth: the
+// current layer stops at its next frame start (the frame under way is
+// finished), the lower layer's keyframe switches, and draining gives up
+// after drainMaxFrames frames or when the wanted layer is no longer lower.
+func TestSelectorDrain(t *testing.T) {
+	low := Layer{0, AllTemporal}
+	start := func(s *Selector, layer int8, key bool, target Layer) Decision {
+		return s.Select(PacketInfo{Layer: layer, Keyframe: key, FrameStart: true, TID: -1}, target, all3)
+	}
+	mid := func(s *Selector, layer int8, target Layer) Decision {
+		return s.Select(PacketInfo{Layer: layer, TID: -1}, target, all3)
+	}
+	s := NewSelector()
+	top := Layer{2, AllTemporal}
+	if d := start(s, 2, true, top); d.Action != SwitchForward {
+		t.Fatalf("start: %v", d.Action)
+	}
+	s.Drain()
+	if d := mid(s, 2, low); d.Action != Forward {
+		t.Fatalf("the frame under way: %v, want it finished", d.Action)
+	}
+	if d := start(s, 2, false, low); d.Action != DropInStream || d.KeyframeFor != 0 {
+		t.Fatalf("the next frame: %+v, want dropped in stream and a keyframe asked of layer 0", d)
+	}
+	if d := mid(s, 2, low); d.Action != DropInStream {
+		t.Fatalf("the rest of that frame: %v", d.Action)
+	}
+	if d := start(s, 0, true, low); d.Action != SwitchForward || s.Current() != 0 {
+		t.Fatalf("the lower keyframe: %v (current %d)", d.Action, s.Current())
+	}
+	if d := start(s, 0, false, low); d.Action != Forward {
+		t.Fatalf("after the switch: %v", d.Action)
+	}
+
+	// A publisher slow to send the keyframe: the current layer comes back.
+	s = NewSelector()
+	start(s, 2, true, top)
+	s.Drain()
+	for i := range drainMaxFrames {
+		if d := start(s, 2, false, low); d.Action != DropInStream {
+			t.Fatalf("frame %d while draining: %v", i, d.Action)
+		}
+	}
+	if d := start(s, 2, false, low); d.Action != Forward {
+		t.Fatalf("after %d frames: %v, want the current layer back", drainMaxFrames, d.Action)
+	}
+
+	// The target goes back up: draining ends.
+	s = NewSelector()
+	start(s, 2, true, top)
+	s.Drain()
+	start(s, 2, false, low)
+	if d := start(s, 2, false, top); d.Action != Forward {
+		t.Fatalf("target back up: %v", d.Action)
+	}
+	// Drain before any layer is forwarded does nothing.
+	s = NewSelector()
+	s.Drain()
+	if d := start(s, 0, true, low); d.Action != SwitchForward {
+		t.Fatalf("drain before the start: %v", d.Action)
+	}
+}
