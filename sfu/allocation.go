@@ -103,7 +103,7 @@ func (a *allocation) step(now int64) {
 	if a.apply(out, estimate) {
 		a.probe.upgraded(now)
 	}
-	if out.Probe > estimate && a.probe.maybeProbe(now, out.Probe, out.Used, estimate, a.s.cc.linkCapacity(), a.subs, a.s.cc.probeSaturated, a.stop) {
+	if out.Probe > estimate && a.probe.maybeProbe(now, max(out.Probe, out.ProbeAll), out.Used, estimate, a.s.cc.linkCapacity(), a.subs, a.s.cc.probeSaturated, a.stop) {
 		c := a.probe.last
 		a.log.Debug("probe cluster sent", "target_bps", out.Probe, "test_bps", c.test, "estimate_bps", estimate,
 			"planned", c.planned, "took", c.took, "filled_path", c.full, "next_in", a.probe.backoff)

@@ -59,7 +59,7 @@ const (
 	// the upgrade starts with a keyframe of the new
 	// layer, and a cluster on top of that burst would fail, or make the
 	// congestion of the upgrade look like the probe's own.
-	probeSettle = 2 * time.Second
+	probeSettle = time.Second
 )
 
 // probeReach is how far above the path's known rate one cluster tests

@@ -85,6 +85,11 @@ type Allocation struct {
 	// right after congestion). It may be at or below the estimate when
 	// the estimate's low lags behind it (a recent rise, or noise).
 	Probe uint64
+	// ProbeAll, when Probe is non-zero, is the estimate every video track
+	// on its best step would need (with the headroom once): a prober may
+	// aim for it, so that a path that got much better is found in one
+	// climb rather than one climb per step.
+	ProbeAll uint64
 	// Deficient reports that some video track is below the best layer its
 	// ceiling allows.
 	Deficient bool
@@ -306,6 +311,9 @@ func (a *Allocator) Allocate(now int64, estimate uint64, tracks []AllocTrack) Al
 		out.Used = a.trim(now, a.work, a.total(audio), trimTo)
 	} else {
 		out.Used, out.Probe = a.upgrade(now, audio, low)
+		if out.Probe > 0 {
+			out.ProbeAll = max(out.Probe, a.needs(a.bestTotal(audio), 0))
+		}
 	}
 	out.Deficient = a.finish(now, out.Targets)
 	for id, st := range a.tracks {
@@ -626,6 +634,16 @@ func (a *Allocator) upgrade(now int64, audio, low uint64) (total, probe uint64) 
 		lo = hi
 	}
 	return total, probe
+}
+
+// bestTotal is the bitrate of every video track's best step and audio.
+func (a *Allocator) bestTotal(audio uint64) uint64 {
+	for i := range a.work {
+		if w := &a.work[i]; w.n > 0 {
+			audio += w.rungs[w.n-1].cost
+		}
+	}
+	return audio
 }
 
 // total is the bitrate of the chosen layers and audio.

@@ -630,3 +630,22 @@ func TestAllocatorRefresh(t *testing.T) {
 		}
 	}
 }
+
+// TestAllocatorProbeAll checks that a track two steps below its best
+// reports, beside the next step's probe, the estimate its best step needs.
+func TestAllocatorProbeAll(t *testing.T) {
+	a := NewAllocator(AllocatorConfig{})
+	tracks := []AllocTrack{allocCam("cam")}
+	now := int64(0)
+	var out Allocation
+	for range 30 { // settled on LOW
+		now += int64(100 * time.Millisecond)
+		out = a.Allocate(now, allocCamRates[0]*3/2, tracks)
+	}
+	if out.Targets[0] != allocL(0, AllTemporal) || out.Probe == 0 {
+		t.Fatalf("settled on %v, probe %d", out.Targets, out.Probe)
+	}
+	if want := a.needs(allocCamRates[2], 0); out.ProbeAll != want || out.ProbeAll <= out.Probe {
+		t.Errorf("ProbeAll %d, want %d (above the next step's %d)", out.ProbeAll, want, out.Probe)
+	}
+}
