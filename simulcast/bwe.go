@@ -212,8 +212,8 @@ func (g *GCC) OnFeedback(now int64, results []PacketResult) {
 	if best > 0 && signal != DelayOverusing && g.detector.trend < g.detector.threshold {
 		g.rate.raise(best)
 	}
-	if full > 0 {
-		g.rate.capacity.onCongestion(full)
+	if c := &g.rate.capacity; full > 0 && (!c.known || full < c.mean) {
+		c.onCongestion(full) // an upper bound on what the path carries
 	}
 	if g.loss.update(now, g.current(now), g.rate.rate, delivered) {
 		g.rate.endStartup()

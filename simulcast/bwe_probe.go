@@ -143,7 +143,7 @@ type probeMeter struct {
 	base  int64
 	based bool
 	best  float64 // best result completed since the last take
-	// fullBest is the best result of the clusters that filled the path.
+	// fullBest is the lowest result of the clusters that filled the path.
 	fullBest float64
 	// saturated: the open cluster's tail was received well under its
 	// send rate (or lost too much): it has filled the path.
@@ -233,11 +233,11 @@ func probeTailSaturated(t *probeSums) bool {
 func (p *probeMeter) finish() {
 	p.open = false
 	r, full := p.result()
-	if r > p.best {
-		p.best = r
-	}
-	if full && r > p.fullBest {
+	switch {
+	case full && (p.fullBest == 0 || r < p.fullBest):
 		p.fullBest = r
+	case !full && r > p.best:
+		p.best = r
 	}
 }
 
@@ -269,8 +269,11 @@ func (p *probeMeter) result() (rate float64, full bool) {
 	return math.Min(send, recv), false
 }
 
-// take returns the best cluster result completed since the last call, or 0,
-// and the best rate of the clusters among them that filled the path, or 0.
+// take returns the best result of the clusters completed since the last
+// call that did not fill the path, or 0, and the lowest rate of those that
+// did, or 0. A cluster that filled the path says what it got through, an
+// upper bound of the path's rate, never a reason to raise the estimate: if
+// it ended early its tail may still hold a bucket's burst.
 func (p *probeMeter) take() (best, full float64) {
 	best, full = p.best, p.fullBest
 	p.best, p.fullBest = 0, 0
