@@ -26,8 +26,9 @@ const (
 
 // ccMetrics are one run's figures (times in ms, relative to the event named).
 type ccMetrics struct {
-	OpenMs         float64 // join request -> first complete 1280-wide frame
+	OpenMs         float64 // subscribed (first video packet) -> first complete 1280-wide frame
 	FirstVideoMs   float64 // join request -> first video packet
+	JoinTo1280Ms   float64 // join request -> first complete 1280-wide frame
 	AboveAfter     int     // frames wider than the wanted layer after settling, under the cap
 	SettleMs       float64 // cap -> first frame of the wanted layer (-1 never)
 	Layers         []int   // widths decoded from the cap on, consecutive duplicates dropped
@@ -82,10 +83,10 @@ func runCCCase(t *testing.T, n *ccNet, s *ccServer, c ccCase, full bool) {
 	m := analyzeCC(ev, c, t0, t1)
 	m.TbfKbps = float64(b1-b0) * 8 / (t1 - t0)
 	m.TbfDrops, m.Over = d1-d0, o1-o0
-	line := fmt.Sprintf("congestion-metric: sub=go server=%s shape=%s open_ms=%.0f first_video_ms=%.0f settle_ms=%.0f layers=%s direct=%v above_rate_frames=%d "+
+	line := fmt.Sprintf("congestion-metric: sub=go server=%s shape=%s open_ms=%.0f join_to_1280_ms=%.0f first_video_ms=%.0f settle_ms=%.0f layers=%s direct=%v above_rate_frames=%d "+
 		"changes=%d changes_per_30s=%.1f window_s=%.0f max_gap_ms=%.0f video_loss=%.2f%% (%d/%d) audio_loss=%.2f%% "+
 		"recover_ms=%.0f paused_ms=%.0f back_ms=%.0f tbf_kbps=%.0f tbf_drops=%d tbf_overlimits=%d",
-		s.name, c.name(), m.OpenMs, m.FirstVideoMs, m.SettleMs, layerNames(m.Layers), m.Direct, m.AboveAfter, m.Changes, m.ChangesPer30s, m.Window/1000,
+		s.name, c.name(), m.OpenMs, m.JoinTo1280Ms, m.FirstVideoMs, m.SettleMs, layerNames(m.Layers), m.Direct, m.AboveAfter, m.Changes, m.ChangesPer30s, m.Window/1000,
 		m.GapMs, m.VideoLossPct, m.VideoLost, m.VideoExpected, m.AudioLossPct, m.RecoverMs, m.PausedMs, m.BackMs,
 		m.TbfKbps, m.TbfDrops, m.Over)
 	fmt.Println(line)
@@ -145,14 +146,18 @@ func checkCC(t *testing.T, c ccCase, m ccMetrics, window time.Duration) {
 
 // analyzeCC computes the figures from the subscriber's events; the cap was on from t0 to t1.
 func analyzeCC(ev []ccEvent, c ccCase, t0, t1 float64) ccMetrics {
-	m := ccMetrics{SettleMs: -1, RecoverMs: -1, PausedMs: -1, BackMs: -1, OpenMs: -1, FirstVideoMs: -1}
-	if join := firstEvent(ev, "join", ""); join != nil {
-		if f := firstFrame(ev, ccTopWidth, 0); f != nil {
-			m.OpenMs = f.T - join.T
-		}
-		if sub := firstEvent(ev, "sub", "v"); sub != nil {
-			m.FirstVideoMs = sub.T - join.T
-		}
+	m := ccMetrics{SettleMs: -1, RecoverMs: -1, PausedMs: -1, BackMs: -1, OpenMs: -1, FirstVideoMs: -1, JoinTo1280Ms: -1}
+	// Subscribed: the video track's first packet (pion fires
+	// OnTrackSubscribed with it); the join request for reference.
+	join, sub, top := firstEvent(ev, "join", ""), firstEvent(ev, "sub", "v"), firstFrame(ev, ccTopWidth, 0)
+	if sub != nil && top != nil {
+		m.OpenMs = top.T - sub.T
+	}
+	if join != nil && sub != nil {
+		m.FirstVideoMs = sub.T - join.T
+	}
+	if join != nil && top != nil {
+		m.JoinTo1280Ms = top.T - join.T
 	}
 	var frames []ccEvent
 	for _, e := range ev {
