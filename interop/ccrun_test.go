@@ -37,6 +37,8 @@ type ccMetrics struct {
 	ChangesPer30s  float64
 	Window         float64 // ms from settling to the cap's end
 	GapMs          float64 // longest gap between complete frames from cap+3 s to the cap's end
+	PadPkts        int     // padding-only video packets received in the loss span
+	Incomplete     int     // video frames (RTP timestamps) with media in the loss span that never completed
 	VideoLossPct   float64
 	VideoLost      int64
 	VideoExpected  int64
@@ -84,10 +86,10 @@ func runCCCase(t *testing.T, n *ccNet, s *ccServer, c ccCase, full bool) {
 	m.TbfKbps = float64(b1-b0) * 8 / (t1 - t0)
 	m.TbfDrops, m.Over = d1-d0, o1-o0
 	line := fmt.Sprintf("congestion-metric: sub=go server=%s shape=%s open_ms=%.0f join_to_1280_ms=%.0f first_video_ms=%.0f settle_ms=%.0f layers=%s direct=%v above_rate_frames=%d "+
-		"changes=%d changes_per_30s=%.1f window_s=%.0f max_gap_ms=%.0f video_loss=%.2f%% (%d/%d) audio_loss=%.2f%% "+
+		"changes=%d changes_per_30s=%.1f window_s=%.0f max_gap_ms=%.0f video_loss=%.2f%% (%d/%d) pad_pkts=%d incomplete_frames=%d audio_loss=%.2f%% "+
 		"recover_ms=%.0f paused_ms=%.0f back_ms=%.0f tbf_kbps=%.0f tbf_drops=%d tbf_overlimits=%d",
 		s.name, c.name(), m.OpenMs, m.JoinTo1280Ms, m.FirstVideoMs, m.SettleMs, layerNames(m.Layers), m.Direct, m.AboveAfter, m.Changes, m.ChangesPer30s, m.Window/1000,
-		m.GapMs, m.VideoLossPct, m.VideoLost, m.VideoExpected, m.AudioLossPct, m.RecoverMs, m.PausedMs, m.BackMs,
+		m.GapMs, m.VideoLossPct, m.VideoLost, m.VideoExpected, m.PadPkts, m.Incomplete, m.AudioLossPct, m.RecoverMs, m.PausedMs, m.BackMs,
 		m.TbfKbps, m.TbfDrops, m.Over)
 	fmt.Println(line)
 	t.Log(line)
@@ -222,6 +224,7 @@ func analyzeCC(ev []ccEvent, c ccCase, t0, t1 float64) ccMetrics {
 	}
 	m.GapMs = longestFrameGap(frames, t0+ccGapFromMs, t1)
 	m.VideoLost, m.VideoExpected = seqLoss(ev, "v", t0+ccGapFromMs, t1)
+	m.PadPkts, m.Incomplete = mediaLoss(ev, t0+ccGapFromMs, t1)
 	aLost, aExp := seqLoss(ev, "a", t0+ccGapFromMs, t1)
 	if c.want == 0 {
 		aLost, aExp = seqLoss(ev, "a", t0+ccPauseWithinMs, t1)
@@ -325,6 +328,30 @@ func seqLoss(ev []ccEvent, k string, from, to float64) (lost, expected int64) {
 		}
 	}
 	return lost, expected
+}
+
+// mediaLoss counts the padding-only video packets that arrived within
+// [from, to], and the frames (RTP timestamps) of media packets that arrived
+// then but never became complete: a lost sequence number that belonged to
+// a padding packet leaves no frame incomplete.
+func mediaLoss(ev []ccEvent, from, to float64) (pad, incomplete int) {
+	seen := map[uint32]bool{}
+	for _, e := range ev {
+		if e.Ev != "pkt" || e.Kind != "v" || e.T < from || e.T > to {
+			continue
+		}
+		if e.Empty {
+			pad++
+		} else {
+			seen[e.TS] = true
+		}
+	}
+	for _, e := range ev {
+		if e.Ev == "frame" {
+			delete(seen, e.TS)
+		}
+	}
+	return pad, len(seen)
 }
 
 func layerNames(ws []int) string {

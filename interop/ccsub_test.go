@@ -21,12 +21,13 @@ import (
 // Times are Unix milliseconds of this machine's clock, which the test
 // process outside the namespace shares.
 type ccEvent struct {
-	Ev    string  `json:"ev"`            // "sub" (subscribed), "frame", "pkt", "end"
+	Ev    string  `json:"ev"`            // "join" (request sent), "sub" (first packet of a track), "frame", "pkt", "end"
 	Kind  string  `json:"k,omitempty"`   // "v" or "a"
 	T     float64 `json:"t"`             // when it happened
 	W     int     `json:"w,omitempty"`   // frame: width of the last complete keyframe
 	Key   bool    `json:"key,omitempty"` // frame: a keyframe
 	Seq   int64   `json:"s,omitempty"`   // pkt: extended sequence number
+	TS    uint32  `json:"ts,omitempty"`  // pkt (video media) and frame: RTP timestamp
 	Empty bool    `json:"pad,omitempty"` // pkt: padding only (no payload)
 	Err   string  `json:"err,omitempty"` // end: why reading stopped
 }
@@ -148,12 +149,16 @@ func readCCTrack(track *webrtc.TrackRemote, kind string, em *ccEmitter) {
 		}
 		at := nowMs()
 		s := ext.extend(p.SequenceNumber)
-		em.emit(ccEvent{Ev: "pkt", Kind: kind, T: at, Seq: s, Empty: len(p.Payload) == 0})
+		ev := ccEvent{Ev: "pkt", Kind: kind, T: at, Seq: s, Empty: len(p.Payload) == 0}
+		if kind == "v" && !ev.Empty {
+			ev.TS = p.Timestamp
+		}
+		em.emit(ev)
 		if kind != "v" || len(p.Payload) == 0 {
 			continue
 		}
 		if f, ok := fa.push(s, &p); ok {
-			em.emit(ccEvent{Ev: "frame", Kind: kind, T: at, W: f.w, Key: f.key})
+			em.emit(ccEvent{Ev: "frame", Kind: kind, T: at, W: f.w, Key: f.key, TS: p.Timestamp})
 		}
 	}
 }

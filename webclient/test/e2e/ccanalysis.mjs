@@ -38,7 +38,7 @@ export function recoverAt(samples, t1) {
     if (s.t - 1_000 < t1 || s.frameWidth !== TOP_WIDTH) continue;
     const j = samples.findLastIndex((x) => x.t <= s.t - 1_000);
     if (j < 0) continue;
-    const win = samples.slice(j, i + 1);
+    const win = samples.slice(j + 1, i + 1);
     if (win.every((x) => x.frameWidth === TOP_WIDTH) && (s.framesDecoded - samples[j].framesDecoded) * 1000 / (s.t - samples[j].t) >= FULL_FPS) return s.t;
   }
   return -1;
