@@ -167,61 +167,7 @@ func analyzeCC(ev []ccEvent, c ccCase, t0, t1 float64) ccMetrics {
 			frames = append(frames, e)
 		}
 	}
-	start := 0
-	for _, f := range frames {
-		if f.T < t0 {
-			start = f.W
-		}
-	}
-	m.Layers = []int{start}
-	settleT := -1.0
-	m.Direct = true
-	if c.want == 0 {
-		m.PausedMs = 0 // no frame at all under the cap
-	}
-	for _, f := range frames {
-		if f.T < t0 || f.T > t1 {
-			continue
-		}
-		if f.W != m.Layers[len(m.Layers)-1] {
-			m.Layers = append(m.Layers, f.W)
-		}
-		if settleT < 0 && c.want > 0 {
-			if f.W == c.want {
-				settleT = f.T
-			} else if f.W < c.want || f.W != start {
-				m.Direct = false
-			}
-		}
-		if c.want == 0 {
-			m.PausedMs = f.T - t0
-		}
-	}
-	if c.want == 0 && len(frames) > 0 && t1-(t0+m.PausedMs) < 500 {
-		m.PausedMs = -1 // frames until the cap came off: never paused
-	}
-	if settleT >= 0 {
-		m.SettleMs = settleT - t0
-		m.Window = t1 - settleT
-		last := c.want
-		for _, f := range frames {
-			if f.T < settleT || f.T > t1 {
-				continue
-			}
-			if f.W != last {
-				m.Changes++
-				last = f.W
-			}
-			if f.W > c.want {
-				m.AboveAfter++
-			}
-		}
-		if m.Window > 0 {
-			m.ChangesPer30s = float64(m.Changes) * 30000 / m.Window
-		}
-	} else {
-		m.Direct = false
-	}
+	layerPath(&m, frames, c, t0, t1)
 	m.GapMs = longestFrameGap(frames, t0+ccGapFromMs, t1)
 	m.VideoLost, m.VideoExpected = seqLoss(ev, "v", t0+ccGapFromMs, t1)
 	m.PadPkts, m.Incomplete = mediaLoss(ev, t0+ccGapFromMs, t1)
@@ -238,6 +184,66 @@ func analyzeCC(ev []ccEvent, c ccCase, t0, t1 float64) ccMetrics {
 		m.BackMs = f.T - t1
 	}
 	return m
+}
+
+// layerPath fills the layers visited under the cap (t0..t1), when and how
+// directly the wanted layer was reached, the changes after it, and for the
+// pause case when the last frame came.
+func layerPath(m *ccMetrics, frames []ccEvent, c ccCase, t0, t1 float64) {
+	start := 0
+	for _, f := range frames {
+		if f.T < t0 {
+			start = f.W
+		}
+	}
+	m.Layers = []int{start}
+	settleT := -1.0
+	m.Direct = c.want > 0
+	if c.want == 0 {
+		m.PausedMs = 0 // no frame at all under the cap
+	}
+	for _, f := range frames {
+		if f.T < t0 || f.T > t1 {
+			continue
+		}
+		if f.W != m.Layers[len(m.Layers)-1] {
+			m.Layers = append(m.Layers, f.W)
+		}
+		if c.want == 0 {
+			m.PausedMs = f.T - t0
+		} else if settleT < 0 {
+			if f.W == c.want {
+				settleT = f.T
+			} else if f.W < c.want || f.W != start {
+				m.Direct = false
+			}
+		}
+	}
+	if c.want == 0 && t1-(t0+m.PausedMs) < 500 {
+		m.PausedMs = -1 // frames until the cap came off: never paused
+	}
+	if settleT < 0 {
+		m.Direct = false
+		return
+	}
+	m.SettleMs = settleT - t0
+	m.Window = t1 - settleT
+	last := c.want
+	for _, f := range frames {
+		if f.T < settleT || f.T > t1 {
+			continue
+		}
+		if f.W != last {
+			m.Changes++
+			last = f.W
+		}
+		if f.W > c.want {
+			m.AboveAfter++
+		}
+	}
+	if m.Window > 0 {
+		m.ChangesPer30s = float64(m.Changes) * 30000 / m.Window
+	}
 }
 
 func pct(a, b int64) float64 {
