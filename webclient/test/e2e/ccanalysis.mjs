@@ -45,17 +45,17 @@ export function recoverAt(samples, t1) {
 }
 
 /**
- * analyze: c = {want, tJoined, t0, t1} (page times: connect() resolved, cap
- * on, cap off). Times in the result are ms relative to their event; -1: never.
+ * analyze: c = {want, tJoined, tSubscribed, t0, t1} (page times: connect()
+ * resolved, TrackSubscribed of the camera, cap on, cap off). Times in the result are ms relative to their event; -1: never.
  */
-export function analyze(samples, { want, tJoined, t0, t1 }) {
+export function analyze(samples, { want, tJoined, tSubscribed, t0, t1 }) {
   const frames = decodedFrames(samples);
   const m = { openMs: -1, joinTo1280Ms: -1, settleMs: -1, layers: [], direct: true, aboveAfter: 0, changes: 0, changesPer30s: 0, windowMs: 0,
     gapMs: 0, videoLossPct: 0, videoLost: 0, videoExpected: 0, recoverMs: -1, pausedMs: -1, backMs: -1 };
-  // Subscribed: the first sample, taken once the camera's receiver exists
-  // (the sampler starts as connect() resolves and skips until then).
+  // From livekit-client's TrackSubscribed (the sampler runs from before the
+  // join, every 50 ms) to the first sample with a decoded 1280-wide frame.
   const open = samples.find((s) => s.frameWidth === TOP_WIDTH && s.framesDecoded > 0);
-  if (open && samples.length) m.openMs = Math.round(open.t - samples[0].t);
+  if (open) m.openMs = Math.round(open.t - tSubscribed);
   if (open) m.joinTo1280Ms = Math.round(open.t - tJoined);
   const start = frames.findLast((f) => f.t < t0)?.w ?? 0;
   m.layers = [start];

@@ -21,7 +21,7 @@ function samples(widthAt, { stallFrom = -1, stallTo = -1, lostAt = -1 } = {}) {
   return out;
 }
 
-const run = { tJoined: 4_900, t0: 10_000, t1: 25_000 };
+const run = { tJoined: 4_900, tSubscribed: 4_950, t0: 10_000, t1: 25_000 };
 
 test('a direct switch to MEDIUM that holds passes every point', () => {
   const m = analyze(samples((t) => (t > 10_800 && t <= 25_000 ? 640 : 1280)), { ...run, want: 640 });

@@ -185,9 +185,13 @@ async function runCase(t, { browser, site, server, token, c, shape }) {
   const pageNow = () => sub.page.evaluate(() => performance.now());
   let capped = false;
   try {
+    // The sampler runs from before the join (it skips, logging, until the
+    // camera's receiver exists), so a frame decoded right at the
+    // subscription is not missed.
+    await call(sub, 'startSampler', 'pub', 50);
     await withTimeout(call(sub, 'connect', server.wsUrl, await token(identity), identity, { dynacast: false, adaptiveStream: false }), 20_000, 'sub connect');
     const tJoined = await pageNow();
-    await call(sub, 'startSampler', 'pub', 50);
+    const tSubscribed = await subscribedAt(sub);
     await waitFor(async () => (await call(sub, 'samples', 0)).some((s) => s.frameWidth === 1280 && s.framesDecoded > 0),
       { timeout: 20_000, interval: 100, what: 'sub decodes 1280 wide on the open link' });
     await sleep(BASELINE_MS);
@@ -204,13 +208,13 @@ async function runCase(t, { browser, site, server, token, c, shape }) {
     net.unshape();
     capped = false;
     const t1 = await pageNow();
-    await waitFor(async () => analyze(await call(sub, 'samples', 0), { ...c, tJoined, t0, t1 }).recoverMs >= 0 ||
+    await waitFor(async () => analyze(await call(sub, 'samples', 0), { ...c, tJoined, tSubscribed, t0, t1 }).recoverMs >= 0 ||
       (c.want === 0 && (await pageNow()) - t1 > 3_000), { timeout: 10_000, interval: 200, what: 'recovery' }).catch(() => {});
     await sleep(500);
     await call(sub, 'stopSampler');
     const samples = await call(sub, 'samples', 0);
-    writeFileSync(artifactPath(`${NAME}-${server.name}-${shape}-samples.json`), JSON.stringify({ t0, t1, tJoined, samples }));
-    const m = analyze(samples, { ...c, tJoined, t0, t1 });
+    writeFileSync(artifactPath(`${NAME}-${server.name}-${shape}-samples.json`), JSON.stringify({ t0, t1, tJoined, tSubscribed, samples }));
+    const m = analyze(samples, { ...c, tJoined, tSubscribed, t0, t1 });
     m.audioLossPct = lossPct(audioA, audioB);
     m.tbfKbps = Math.round(((tb1.bytes - tb0.bytes) * 8) / (t1 - t0));
     m.tbfDrops = tb1.drops - tb0.drops;
@@ -225,6 +229,21 @@ async function runCase(t, { browser, site, server, token, c, shape }) {
     await withTimeout(call(sub, 'disconnect'), 5_000, 'sub leave').catch(() => {});
     await sub.context.close().catch(() => {});
   }
+}
+
+/**
+ * The page time of livekit-client's TrackSubscribed for pub's camera (its
+ * event log has wall-clock times; performance.timeOrigin maps them).
+ */
+async function subscribedAt(sub) {
+  let at;
+  await waitFor(async () => {
+    const [events, origin] = await Promise.all([call(sub, 'events'), sub.page.evaluate(() => performance.timeOrigin)]);
+    const line = events.find((e) => / track subscribed pub video /.test(e));
+    if (line) at = Date.parse(line.split(' ')[0]) - origin;
+    return line !== undefined;
+  }, { timeout: 20_000, interval: 50, what: 'TrackSubscribed for pub\'s camera' });
+  return at;
 }
 
 /** The subscribed microphone's inbound-rtp counters. */
