@@ -38,6 +38,7 @@ func TestCongestion(t *testing.T) {
 	if why != "" {
 		t.Skip("congestion test skipped: " + why)
 	}
+	checkLeaks(t) // after the network's cleanup: runs last, once servers, publisher and subscribers are gone
 	full := mode == "full"
 	dir := t.TempDir()
 	load := filepath.Join(dir, "fanout-load")
