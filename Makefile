@@ -10,7 +10,7 @@ APT_PACKAGES ?= chromium simple-whip-client gstreamer1.0-nice gstreamer1.0-plugi
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gcc ffmpeg nginx \
 	iproute2 nftables
 
-.PHONY: dev test deps lint unit interop browser bench bench-hls fuzz fuzz-long soak
+.PHONY: dev test deps lint unit interop browser bench bench-hls fuzz fuzz-long soak congestion
 
 # Start a single node with the embedded defaults (API key devkey / secret).
 dev:
@@ -35,14 +35,27 @@ lint:
 unit:
 	$(GO) test -race -count=1 -p 1 -timeout 15m ./...
 
-# LiveKit's own Go SDK against a real fanout binary.
+# LiveKit's own Go SDK against a real fanout binary. Includes the short form
+# of the congestion matrix (one tbf shape, 10 s window; skipped unless root).
 interop:
 	cd interop && $(GO) test -count=1 -timeout 10m ./...
 
 # The web SDK's unit tests, then the demo page and livekit-client in
-# headless Chromium against a real fanout binary.
+# headless Chromium against a real fanout binary (with the short form of the
+# congestion matrix, test/e2e/congestion-matrix.test.mjs).
 browser:
 	cd webclient && npm ci --no-audit --no-fund && npm run typecheck && npm run test:unit && npm run test:e2e
+
+# Issue 13's congestion matrix in network namespaces (root, ip, tc): a
+# server-sdk-go and a Chromium (livekit-client) subscriber behind tc tbf
+# links (700 kbit/s x burst 2/16/32 kB x queue 50/100 ms, 300 and
+# 1,200 kbit/s, the 100 kbit/s pause), 30 s windows, one congestion-metric
+# line per run. LIVEKIT_SERVER=/path/to/livekit-server also runs every case
+# against livekit-server (send-side BWE) for the anchor (BENCHMARKS.md).
+# About 9 minutes per subscriber kind and server.
+congestion:
+	cd interop && FANOUT_CC=full $(GO) test -count=1 -run '^TestCongestion$$' -v -timeout 60m .
+	cd webclient && FANOUT_CC=full node --test --test-concurrency=1 test/e2e/congestion-matrix.test.mjs
 
 # The long soak: 1,000 join/publish/subscribe/leave cycles from 20 clients,
 # under the race detector (goroutines and Go heap checked), then without it

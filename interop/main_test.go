@@ -44,6 +44,7 @@ var srv struct {
 	wsURL   string // ws://127.0.0.1:P
 	logPath string // the server's stdout+stderr
 	sdkLog  string // the SDK's (and pion's) log
+	bin     string // the fanout binary TestMain built
 }
 
 func TestMain(m *testing.M) {
@@ -84,6 +85,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 
+	srv.bin = bin
 	stop, err := startServer(bin, tmp)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "interop: FAIL: cannot start the server:", err)
