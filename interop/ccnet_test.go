@@ -219,6 +219,14 @@ rtc:
 			<-exited
 		}
 		logFile.Close()
+		if os.Getenv("FANOUT_INTEROP_KEEP") != "" {
+			if data, err := os.ReadFile(logPath); err == nil {
+				kept := filepath.Join(os.TempDir(), fmt.Sprintf("fanout-cc-%s-%d.log", kind, time.Now().UnixNano()))
+				if os.WriteFile(kept, data, 0o600) == nil {
+					fmt.Printf("interop: %s's log kept in %s\n", kind, kept)
+				}
+			}
+		}
 	}
 	t.Cleanup(s.stop)
 	if err := waitHTTP(fmt.Sprintf("http://%s", net.JoinHostPort(ip, strconv.Itoa(httpPort))), exited); err != nil {

@@ -9,7 +9,7 @@ import (
 )
 
 // estimateLogInterval spaces the debug log of a subscriber's estimate.
-const estimateLogInterval = 200 * time.Millisecond
+const estimateLogInterval = 2 * time.Second
 
 // congestion estimates the bandwidth of one subscriber connection from the
 // transport-wide feedback its client sends (or REMB, from clients that send

@@ -61,8 +61,8 @@ func TestTWCCRecorder(t *testing.T) {
 	var firstArrival int64
 	for i, r := range got {
 		seq := uint16(65530 + i)
-		if r.Seq != seq || r.SendTime != sendTimes[seq] || r.Size != 12+8+1000 || r.Probe {
-			t.Errorf("result %d: %+v, want seq %d sent at %d, 1020 bytes", i, r, seq, sendTimes[seq])
+		if r.Seq != seq || r.SendTime != sendTimes[seq] || r.Size != 12+8+1000+wireOverhead || r.Probe {
+			t.Errorf("result %d: %+v, want seq %d sent at %d, 1020 bytes and the wire overhead", i, r, seq, sendTimes[seq])
 		}
 		if r.Received != (i != 4) {
 			t.Errorf("result %d received %v", i, r.Received)
