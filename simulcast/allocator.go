@@ -292,22 +292,22 @@ func (a *Allocator) Allocate(now int64, estimate uint64, tracks []AllocTrack) Al
 	case a.half == 0: // raw inputs: the estimate as it is
 	case a.est.n+a.est.prevN < allocBucketSamples:
 		low -= low / 8 // too few values to know the noise: assume it
-		trimTo -= trimTo / 16
+		trimTo -= trimTo / 32
 	default:
 		low -= min((high-low)/2, low/8)
-		trimTo -= min((high-lowest)/2, lowest/16)
+		trimTo -= min((high-lowest)/2, lowest/32)
 	}
 	out := Allocation{Targets: make([]Layer, len(tracks))}
 	audio := a.prepare(now, tracks, out.Targets)
 	slices.SortFunc(a.work, allocOrder)
 	tolerant := allocScale(estimate, allocKeepTolerance, 1000, false)
 	if a.keep(now, estimate-min(estimate, audio), tolerant-min(tolerant, audio)) {
-		// Lowered: trim below the lowest, so that noise does not lower the
-		// set again step by step; no upgrade or probe in this call. Half
-		// the upgrade margin: after a drop the window's spread is mostly
-		// the drop, and the estimator's backoff (0.85 of what the path
-		// delivered) is a margin already; a full eighth more sent an
-		// 800 kbit/s subscriber from 1280 to 320 rather than 640.
+		// Lowered: trim a little below the lowest, so that noise does not
+		// lower the set again step by step; no upgrade or probe in this
+		// call. A quarter of the upgrade margin: after a drop the window's
+		// spread is mostly the drop, and the estimator's decrease (0.9 of
+		// what the bottleneck delivered) is a margin already; a sixteenth
+		// more sent a 700 kbit/s subscriber to 320 rather than 640.
 		out.Used = a.trim(now, a.work, a.total(audio), trimTo)
 	} else {
 		out.Used, out.Probe = a.upgrade(now, audio, low)
