@@ -23,6 +23,10 @@ type congestion struct {
 	mu      sync.Mutex // guards est and lastLog
 	est     *simulcast.GCC
 	lastLog int64
+	// dropped, when set, is called (without blocking) when a feedback
+	// cuts the estimate by more than a tenth: the allocation runs at once
+	// rather than at its next tick.
+	dropped func()
 }
 
 func newCongestion(log *slog.Logger) *congestion {
@@ -37,7 +41,11 @@ func (c *congestion) factory() twccRecorderFactory { return twccRecorderFactory{
 func (c *congestion) onFeedback(now int64, results []simulcast.PacketResult) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	before := c.est.Estimate(now)
 	c.est.OnFeedback(now, results)
+	if after := c.est.Estimate(now); after < before-before/10 && c.dropped != nil {
+		c.dropped()
+	}
 	if now-c.lastLog >= int64(estimateLogInterval) {
 		c.lastLog = now
 		st := c.est.State(now)
@@ -80,4 +88,11 @@ func (c *congestion) linkCapacity() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.est.LinkCapacity()
+}
+
+// onDrop sets the function called when a feedback cuts the estimate.
+func (c *congestion) onDrop(f func()) {
+	c.mu.Lock()
+	c.dropped = f
+	c.mu.Unlock()
 }

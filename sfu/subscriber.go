@@ -128,6 +128,7 @@ func newSubscriber(p *Participant) (*subscriber, error) {
 	}
 	s.reliable, s.lossy = newDataChannel(reliable), newDataChannel(lossy)
 	s.alloc = newAllocation(s, p.log)
+	cc.onDrop(s.alloc.trigger)
 	s.alloc.start()
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) { p.sendTrickle(livekit.SignalTarget_SUBSCRIBER, c) })
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
