@@ -161,10 +161,10 @@ func TestCongestionCapAndRecovery(t *testing.T) {
 	}
 }
 
-// TestCongestionPausesVideo covers acceptance point 4: at 100 kbit/s not
-// even the lowest layer fits, so the video is paused with a
-// streamStateUpdate while audio goes on whole; when the cap rises the
-// video comes back.
+// TestCongestionPausesVideo covers acceptance point 4 (and issue 13's
+// point 5): at 100 kbit/s not even the lowest layer fits, so the video is
+// paused with a streamStateUpdate within 1 s while audio goes on whole;
+// when the cap rises the video comes back.
 func TestCongestionPausesVideo(t *testing.T) {
 	r := startCCRoom(t, "cc-pause", unlimited, 1, false)
 	cam, mic := r.cams[0].Sid, r.audio.Sid
@@ -178,6 +178,9 @@ func TestCongestionPausesVideo(t *testing.T) {
 	paused, ok := r.streamState(t, mark, cam, livekit.StreamState_PAUSED, 5*time.Second)
 	if !ok {
 		t.Fatal("100 kbit/s: no streamStateUpdate PAUSED within 5 s")
+	}
+	if d := paused.Sub(capped); d > time.Second {
+		t.Errorf("100 kbit/s: paused %v after the cap, want within 1 s (issue 13, point 5)", d.Round(time.Millisecond))
 	}
 	time.Sleep(2 * time.Second) // the queue of the overload drains
 	_, received, lost := r.stable(mic, 5*time.Second)
@@ -255,5 +258,51 @@ func TestCongestionLossIsNotCongestion(t *testing.T) {
 		width, len(changes), lossPercent(received, lost), time.Since(start).Round(time.Millisecond))
 	if width != highWidth || len(changes) != 0 {
 		t.Errorf("50 ms, 2 %% loss: width %d, changes %v in the last 10 s; want HIGH throughout", width, changes)
+	}
+}
+
+// TestCongestionJitterIsNotCongestion covers issue 13's point 6: 50 ms of
+// random delay jitter without a rate cap keeps the top layer throughout.
+func TestCongestionJitterIsNotCongestion(t *testing.T) {
+	r := startCCRoom(t, "cc-jitter", unlimited, 1, false)
+	r.net.SetJitter(t, 0, 50*time.Millisecond)
+	cam := r.cams[0].Sid
+	if _, ok := r.watch.waitWidth(t, cam, highWidth, false, 5*time.Second); !ok {
+		t.Fatalf("50 ms jitter: width %d 5 s after publishing, want %d", r.watch.width(cam), highWidth)
+	}
+	changes, received, lost := r.stable(cam, 15*time.Second)
+	width := r.watch.width(cam)
+	t.Logf("congestion-metric: scenario=jitter50ms width=%d changes_in_15s=%d loss=%.2f%%",
+		width, len(changes), lossPercent(received, lost))
+	if width != highWidth || len(changes) != 0 {
+		t.Errorf("50 ms jitter: width %d, changes %v in 15 s; want HIGH throughout", width, changes)
+	}
+}
+
+// TestCongestionFastStart covers issue 13's point 7: a subscriber joining
+// a room whose camera already sends three layers, on an open link, decodes
+// the top layer within 500 ms of joining.
+func TestCongestionFastStart(t *testing.T) {
+	checkLeaks(t)
+	net := newShapedNet(t)
+	n := startShapedNode(t, net)
+	alice := n.join(t, "cc-start", "alice", clientOptions(simulcastClientOptions(), net.pub))
+	cam, _ := publishSimulcastFiles(t, alice, "vp8", "cam")
+	time.Sleep(2 * time.Second) // the layers are measured
+	for i := range 3 {
+		watch := newLayerWatch()
+		joined := time.Now()
+		bob := n.join(t, "cc-start", fmt.Sprintf("bob%d", i), clientOptions(client.Options{OnTrack: watch.track}, net.sub))
+		var at time.Time
+		for time.Since(joined) < 3*time.Second && at.IsZero() {
+			time.Sleep(20 * time.Millisecond)
+			at = watch.firstDecodedWidth(cam.Sid, highWidth, joined)
+		}
+		took := at.Sub(joined)
+		t.Logf("congestion-metric: scenario=open_start join_to_1280=%v", took.Round(time.Millisecond))
+		if at.IsZero() || took > 500*time.Millisecond {
+			t.Errorf("subscriber %d: the top layer decoded %v after joining, want within 500 ms", i, took.Round(time.Millisecond))
+		}
+		bob.Close()
 	}
 }

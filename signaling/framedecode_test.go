@@ -43,18 +43,17 @@ func (w *layerWatch) decodedFrames(id string) []decodedFrame {
 	w.mu.Unlock()
 	parts := map[uint32]*frameParts{}
 	var order []uint32
-	var ref uint16
-	for i, a := range arr {
+	var last int64
+	started := false
+	for _, a := range arr {
 		if !a.vp8 {
 			continue // padding
 		}
-		if i == 0 {
-			ref = a.seq
+		seq := int64(a.seq)
+		if started {
+			seq = unwrapNear(a.seq, last)
 		}
-		seq := int64(int16(a.seq - ref))
-		if len(order) > 0 {
-			seq = unwrapNear(a.seq, parts[order[len(order)-1]].hi)
-		}
+		started, last = true, max(last, seq)
 		f := parts[a.ts]
 		if f == nil {
 			f = &frameParts{pid: a.pid, lo: seq, hi: seq, seqs: map[int64]bool{}, first: a.at}

@@ -216,15 +216,21 @@ type layerWatch struct {
 }
 
 func watchLayers(c *client.Client) *layerWatch {
-	w := &layerWatch{streams: map[string]*streamLog{}}
-	c.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		s := &streamLog{kind: tr.Kind()}
-		w.mu.Lock()
-		w.streams[tr.ID()] = s
-		w.mu.Unlock()
-		go w.read(tr, s)
-	})
+	w := newLayerWatch()
+	c.OnTrack(w.track)
 	return w
+}
+
+// newLayerWatch returns a watch to hand to client.Options.OnTrack.
+func newLayerWatch() *layerWatch { return &layerWatch{streams: map[string]*streamLog{}} }
+
+// track starts recording a received track.
+func (w *layerWatch) track(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	s := &streamLog{kind: tr.Kind()}
+	w.mu.Lock()
+	w.streams[tr.ID()] = s
+	w.mu.Unlock()
+	go w.read(tr, s)
 }
 
 func (w *layerWatch) read(tr *webrtc.TrackRemote, s *streamLog) {

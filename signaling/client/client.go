@@ -41,6 +41,10 @@ type Options struct {
 	// estimator, which then keeps its start value): for tests of the node
 	// itself that must not depend on congestion control.
 	NoTransportCC bool
+	// OnTrack, when set, is called for each track the subscriber
+	// connection receives, from the first one: set here, before joining,
+	// it misses none (Client.OnTrack replaces it later).
+	OnTrack func(*webrtc.TrackRemote, *webrtc.RTPReceiver)
 }
 
 // Client is one participant.
@@ -101,7 +105,7 @@ func Connect(ctx context.Context, serverURL, token string, opts Options) (*Clien
 		}
 		return nil, fmt.Errorf("dial %s: %w", u.Redacted(), err)
 	}
-	c := &Client{conn: conn, done: make(chan struct{})}
+	c := &Client{conn: conn, done: make(chan struct{}), onTrack: opts.OnTrack}
 	c.cond = sync.NewCond(&c.mu)
 	if err := c.setupPCs(opts); err != nil {
 		_ = conn.Close()
