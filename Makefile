@@ -52,8 +52,12 @@ browser:
 # 1,200 kbit/s, the 100 kbit/s pause), 30 s windows, one congestion-metric
 # line per run. LIVEKIT_SERVER=/path/to/livekit-server also runs every case
 # against livekit-server (send-side BWE) for the anchor (BENCHMARKS.md).
-# About 9 minutes per subscriber kind and server.
+# About 9 minutes per subscriber kind and server. First, the whole vnet
+# matrix (every rate x bucket x queue of the issue, a Go subscriber over
+# pion's virtual network, two shapes at a time, about 20 minutes); make
+# unit runs three of its shapes.
 congestion:
+	FANOUT_CC_MATRIX=full FANOUT_CC_PARALLEL=2 $(GO) test -count=1 -run '^TestCongestionMatrix$$' -v -timeout 60m ./signaling/
 	cd interop && FANOUT_CC=full $(GO) test -count=1 -run '^TestCongestion$$' -v -timeout 60m .
 	cd webclient && FANOUT_CC=full node --test --test-concurrency=1 test/e2e/congestion-matrix.test.mjs
 

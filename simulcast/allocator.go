@@ -38,7 +38,8 @@ const (
 const allocKeepTolerance = 1100
 
 // allocMaxStrikes caps the failures remembered per layer: three failures
-// make a layer need the headroom four times over (1.46 at 1.1).
+// make a layer need the headroom four times over (1.46 at 1.1), and its
+// hold after a downgrade doubles with each (up to 8 x UpgradeHold).
 const allocMaxStrikes = 3
 
 // AllocTrack is one subscribed track as the Allocator sees it.
@@ -669,12 +670,15 @@ func allocNextTry(class []allocWork) *allocWork {
 	return w
 }
 
-// mayUpgrade reports whether w has a step up and is past its hold.
+// mayUpgrade reports whether w has a step up and is past its hold, which
+// doubles with each failure of that step's layer.
 func (a *Allocator) mayUpgrade(now int64, w *allocWork) bool {
 	if w.lowered || w.level+1 >= w.n {
 		return false
 	}
-	return w.fresh || !w.st.down || now-w.st.downAt >= a.hold
+	next := w.rungs[w.level+1].layer
+	hold := a.hold << w.st.strikes[next.Spatial][next.Temporal]
+	return w.fresh || !w.st.down || now-w.st.downAt >= hold
 }
 
 // limit is the largest total a step to a layer with strikes failures may

@@ -255,14 +255,16 @@ var allocScenarios = []struct {
 			allocAV(1875*allocMs, 1_400_000, allocL(2, 3)), // within the keep tolerance: kept
 			allocAV(2*allocS, 1_350_000, allocL(1, 3)),
 		}},
-	{"a failed layer needs the headroom once more", allocRaw,
+	{"a failed layer needs the headroom once more, after twice the hold", allocRaw,
 		[]AllocTrack{allocMic("m", 32_000), allocAt(allocCam("a"), allocL(1, 3))},
 		[]allocStep{
 			allocAV(0, 1_700_000, allocL(2, 3)),
 			allocAV(1*allocS, 1_350_000, allocL(1, 3)), // within the trial
+			// The failure doubled the hold: 10 s, not 5, without a probe.
+			allocAV(6*allocS, 1_700_000, allocL(1, 3)).to(10900 * allocMs),
 			// 1.532M * 1.1 * 1.1
-			allocAV(6*allocS, 1_700_000, allocL(1, 3)).to(7 * allocS).probing(1_853_720),
-			allocAV(7250*allocMs, 1_853_720, allocL(2, 3)),
+			allocAV(11*allocS, 1_700_000, allocL(1, 3)).to(12 * allocS).probing(1_853_720),
+			allocAV(12250*allocMs, 1_853_720, allocL(2, 3)),
 		}},
 	{"a step that waited long needs the headroom once more", allocRaw,
 		[]AllocTrack{allocMic("m", 32_000), allocAt(allocCam("a"), allocL(1, 3))},
