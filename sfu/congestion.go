@@ -96,3 +96,11 @@ func (c *congestion) onDrop(f func()) {
 	c.dropped = f
 	c.mu.Unlock()
 }
+
+// acked is the bitrate the receiver reported getting lately (0 until
+// measured).
+func (c *congestion) acked() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.est.State(time.Now().UnixNano()).Acked
+}

@@ -546,3 +546,8 @@ func (s *subscriber) close() {
 // BandwidthEstimate is the current estimate (bits/s) of what the
 // participant's subscriber connection can carry, from its feedback.
 func (p *Participant) BandwidthEstimate() uint64 { return p.sub.cc.estimate() }
+
+// ReceivedBitrate is the bitrate, in bits per second, the participant's
+// subscriber connection received lately, as its transport-wide feedback
+// reports it (0 until measured).
+func (p *Participant) ReceivedBitrate() uint64 { return p.sub.cc.acked() }

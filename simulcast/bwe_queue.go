@@ -68,5 +68,10 @@ func (q *queueWatch) growing() bool {
 	if nowN < queueMinGroups || thenN < queueMinGroups {
 		return false
 	}
-	return nowSum/float64(nowN)-thenSum/float64(thenN) >= queueGrowthMs
+	nowMean := nowSum / float64(nowN)
+	// The newest group no earlier than the recent mean: a queue that still
+	// stands or grows. A receiver that stalled (a busy CPU, a radio
+	// waking up) delivers its backlog in a burst whose delays fall back
+	// at once.
+	return nowMean-thenSum/float64(thenN) >= queueGrowthMs && q.acc[(q.head-1+queueRing)%queueRing] >= nowMean
 }
