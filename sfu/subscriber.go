@@ -319,7 +319,10 @@ func (s *subscriber) subscribe(from *Participant, t *publishedTrack) error {
 	if dt.closed.Load() {
 		return nil // the track had ended: trackEnded undid the subscription
 	}
-	t.wantLayer(dt.SinkID(), sub.wantedLayer())
+	s.mu.Lock() // sub.disabled changes under s.mu (updateTrackSetting)
+	want := sub.wantedLayer()
+	s.mu.Unlock()
+	t.wantLayer(dt.SinkID(), want)
 	go dt.ReadRTCP(sender)
 	s.alloc.trigger()
 	s.p.log.Debug("subscribed", "track", id, "publisher", from.ID())
@@ -453,25 +456,27 @@ func (p *Participant) updateTrackSetting(owner *Participant, t *publishedTrack, 
 		s.maxLayer[id] = layer
 	}
 	sub := s.subs[id]
+	want := int8(-1)
 	if sub != nil {
 		sub.disabled = req.Disabled
 		sub.dt.SetPaused(sub.muted || sub.disabled)
 		if layer >= 0 {
 			sub.dt.SetMaxLayer(simulcast.Layer{Spatial: layer, Temporal: simulcast.AllTemporal})
 		}
+		want = sub.wantedLayer()
 	}
 	s.mu.Unlock()
 	if remember {
 		s.stillPublished(owner, id) // forgets the choice if the track just went
 	}
 	if sub != nil {
-		t.wantLayer(sub.dt.SinkID(), sub.wantedLayer())
+		t.wantLayer(sub.dt.SinkID(), want)
 		s.alloc.trigger()
 	}
 }
 
 // wantedLayer is the highest layer this subscription needs encoded: none
-// when the subscriber disabled it.
+// when the subscriber disabled it. The caller holds the subscriber's mu.
 func (sub *subscription) wantedLayer() int8 {
 	if sub.disabled {
 		return -1
