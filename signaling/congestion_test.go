@@ -263,7 +263,14 @@ func TestCongestionLossIsNotCongestion(t *testing.T) {
 
 // TestCongestionJitterIsNotCongestion covers issue 13's point 6: 50 ms of
 // random delay jitter without a rate cap keeps the top layer throughout.
+//
+// Not under the race detector: its slowdown starves the in-process
+// receiver, whose late reads add jitter well beyond the 50 ms the test
+// sets (make unit runs the congestion tests once more without it).
 func TestCongestionJitterIsNotCongestion(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's slowdown adds jitter beyond the 50 ms under test; make unit runs this without it")
+	}
 	r := startCCRoom(t, "cc-jitter", unlimited, 1, false)
 	r.net.SetJitter(t, 0, 50*time.Millisecond)
 	cam := r.cams[0].Sid
