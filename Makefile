@@ -33,7 +33,8 @@ lint:
 # behind nginx) and the signaling package's real-time media tests would
 # otherwise share 2 cores, and starve each other's timings. The congestion
 # tests run once more without the race detector, whose slowdown starves
-# their in-process receivers (the jitter test runs only then).
+# their in-process receivers (the link-shape matrix and the jitter test
+# run only then).
 unit:
 	$(GO) test -race -count=1 -p 1 -timeout 15m ./...
 	$(GO) test -count=1 -run '^TestCongestion' -timeout 10m ./signaling/

@@ -64,7 +64,14 @@ func expectedWidth(rate int) int {
 	return lowWidth
 }
 
+//
+// Not under the race detector, whose slowdown starves the in-process
+// receiver and stretches the timings under test (make unit runs the
+// congestion tests once more without it).
 func TestCongestionMatrix(t *testing.T) {
+	if raceEnabled {
+		t.Skip("timings under the race detector's slowdown are not the link's; make unit runs this without it")
+	}
 	window := 10 * time.Second
 	if ccMatrixFull() {
 		window = 30 * time.Second
