@@ -64,7 +64,6 @@ func expectedWidth(rate int) int {
 	return lowWidth
 }
 
-//
 // Not under the race detector, whose slowdown starves the in-process
 // receiver and stretches the timings under test (make unit runs the
 // congestion tests once more without it).
