@@ -61,7 +61,7 @@ browser:
 # pion's virtual network, two shapes at a time, about 20 minutes); make
 # unit runs three of its shapes.
 congestion:
-	FANOUT_CC_MATRIX=full FANOUT_CC_PARALLEL=2 $(GO) test -count=1 -run '^TestCongestionMatrix$$' -v -timeout 60m ./signaling/
+	FANOUT_CC_MATRIX=full FANOUT_CC_PARALLEL=2 $(GO) test -count=1 -run '^TestCongestion(Matrix|JitterIsNotCongestion)$$' -v -timeout 60m ./signaling/
 	cd interop && FANOUT_CC=full $(GO) test -count=1 -run '^TestCongestion$$' -v -timeout 60m .
 	cd webclient && FANOUT_CC=full node --test --test-concurrency=1 test/e2e/congestion-matrix.test.mjs
 
