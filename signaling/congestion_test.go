@@ -41,7 +41,7 @@ type ccRoom struct {
 // (simulcast too) if screen, and an audio track.
 func startCCRoom(t *testing.T, room string, rate, cams int, screen bool) *ccRoom {
 	t.Helper()
-	checkLeaks(t)
+	checkLeaks(t, vnetDelayLeak)
 	r := &ccRoom{net: newShapedNet(t)}
 	r.net.SetRate(rate)
 	n := startShapedNode(t, r.net)
@@ -296,7 +296,7 @@ func TestCongestionJitterIsNotCongestion(t *testing.T) {
 // a room whose camera already sends three layers, on an open link, decodes
 // the top layer within 500 ms of joining.
 func TestCongestionFastStart(t *testing.T) {
-	checkLeaks(t)
+	checkLeaks(t, vnetDelayLeak)
 	net := newShapedNet(t)
 	n := startShapedNode(t, net)
 	alice := n.join(t, "cc-start", "alice", clientOptions(simulcastClientOptions(), net.pub))
