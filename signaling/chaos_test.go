@@ -75,6 +75,7 @@ func TestChaos(t *testing.T) {
 		ns.impair(t)
 	}
 	gaps.arm()
+	stall := watchSchedulingStall(t)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var rounds atomic.Int64
@@ -110,18 +111,55 @@ func TestChaos(t *testing.T) {
 	wg.Wait()
 	worst, frames := gaps.result(info.Sid)
 	worstAudio, audioFrames := gaps.result(ainfo.Sid)
-	t.Logf("chaos: %d misbehaving rounds, %d namespaced subscribers; observer: %d video frames, longest gap %s; %d audio frames, longest gap %s",
-		rounds.Load(), len(nets), frames, worst, audioFrames, worstAudio)
+	starved := stall()
+	t.Logf("chaos: %d misbehaving rounds, %d namespaced subscribers; observer: %d video frames, longest gap %s; %d audio frames, longest gap %s; longest scheduling stall %s",
+		rounds.Load(), len(nets), frames, worst, audioFrames, worstAudio, starved)
 	close(errs)
 	for err := range errs {
 		t.Errorf("agent failed where a well-behaved server answers: %v", err)
 	}
-	if worst > maxFrameGap || worstAudio > maxFrameGap {
-		t.Fatalf("the observer's media paused: video for %s, audio for %s (limit %s)", worst, worstAudio, maxFrameGap)
+	// A pause the whole process took (the test's CPU load on two cores
+	// under the race detector starves every goroutine, the source's and the
+	// observer's too) is not one the node caused.
+	if limit := maxFrameGap + starved; worst > limit || worstAudio > limit {
+		t.Fatalf("the observer's media paused: video for %s, audio for %s (limit %s: %s plus a %s scheduling stall)",
+			worst, worstAudio, limit, maxFrameGap, starved)
 	}
 	if frames < int64(chaosDuration/(40*time.Millisecond)) {
 		t.Fatalf("the observer got only %d frames in %s", frames, chaosDuration)
 	}
+}
+
+// watchSchedulingStall measures, until the returned func is called, how
+// late a goroutine that asks to wake every 5 ms is woken at worst: how long
+// the process itself starved its goroutines.
+func watchSchedulingStall(t *testing.T) func() time.Duration {
+	stop := make(chan struct{})
+	result := make(chan time.Duration, 1)
+	go func() {
+		const period = 5 * time.Millisecond
+		var worst time.Duration
+		last := time.Now()
+		for {
+			select {
+			case <-stop:
+				result <- worst
+				return
+			case <-time.After(period):
+			}
+			now := time.Now()
+			worst = max(worst, now.Sub(last)-period)
+			last = now
+		}
+	}()
+	var once sync.Once
+	var stalled time.Duration
+	finish := func() time.Duration {
+		once.Do(func() { close(stop); stalled = <-result })
+		return stalled
+	}
+	t.Cleanup(func() { finish() })
+	return finish
 }
 
 // frameGaps measures, per track, the longest time between two frames.
