@@ -29,6 +29,8 @@ type allocation struct {
 	done   chan struct{}
 	tracks []simulcast.AllocTrack
 	subs   []*subscription
+	// used is the bitrate the last allocation took.
+	used uint64
 }
 
 func newAllocation(s *subscriber, log *slog.Logger) *allocation {
@@ -92,7 +94,7 @@ func (a *allocation) step(now int64) {
 		a.alloc.TrustEstimate()
 		a.log.Debug("probe confirmed", "estimate_bps", estimate)
 	case probeFailed:
-		if before := a.probe.before; estimate < before {
+		if before := a.restoreAfterFailedProbe(); estimate < before {
 			a.s.cc.restore(before)
 			a.log.Debug("probe failed: estimate restored", "estimate_bps", estimate, "restored_bps", before)
 			estimate = a.s.cc.estimate()
@@ -100,16 +102,31 @@ func (a *allocation) step(now int64) {
 	}
 	estimate = a.probe.shield(estimate)
 	out := a.alloc.Allocate(now, estimate, a.tracks)
+	a.used = out.Used
 	if a.apply(out, estimate) {
 		a.probe.upgraded(now)
 	}
-	if out.Probe > estimate && a.probe.maybeProbe(now, max(out.Probe, out.ProbeAll), out.Used, estimate, a.s.cc.linkCapacity(), a.subs, a.s.cc.probeSaturated, a.stop) {
+	capacity := a.s.cc.linkCapacity()
+	if out.Probe > estimate && a.probe.maybeProbe(now, max(out.Probe, out.ProbeAll), out.Used, estimate, capacity, a.subs, a.s.cc.probeSaturated, a.stop) {
 		c := a.probe.last
-		a.log.Debug("probe cluster sent", "target_bps", out.Probe, "test_bps", c.test, "estimate_bps", estimate,
+		a.log.Debug("probe cluster sent", "target_bps", out.Probe, "test_bps", c.test, "estimate_bps", estimate, "capacity_bps", capacity,
 			"planned", c.planned, "took", c.took, "filled_path", c.full, "next_in", a.probe.backoff)
 	}
 	clear(a.subs) // hold no subscriptions between steps
 	a.subs = a.subs[:0]
+}
+
+// restoreAfterFailedProbe is the estimate a failed probe's self-inflicted
+// decrease is undone to: the estimate from before the cluster, but not
+// above what the path was just seen to carry when full (the estimate may
+// have crept above the link's rate while the layers took less), and never
+// under what the layers take.
+func (a *allocation) restoreAfterFailedProbe() uint64 {
+	before := a.probe.before
+	if capacity := a.s.cc.linkCapacity(); capacity > 0 {
+		return min(before, max(capacity, a.used))
+	}
+	return before
 }
 
 // gather lists the subscriptions and what the allocator needs of them.

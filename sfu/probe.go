@@ -30,7 +30,7 @@ const (
 	probeTailTime = 150 * time.Millisecond
 	// probeMinSpan and probeMaxSpan bound a cluster's length.
 	probeMinSpan = 300 * time.Millisecond
-	probeMaxSpan = 1600 * time.Millisecond
+	probeMaxSpan = 1900 * time.Millisecond
 	// probeSlot paces the cluster: packets go out in bursts this far apart.
 	probeSlot = 5 * time.Millisecond
 	// probeOvershoot paces a cluster above the estimate it tests for, so
@@ -98,28 +98,43 @@ func probeTest(want, estimate, capacity uint64, reach float64) (test, known uint
 const probeAboveEstimate = 1.1
 
 // probePlan sizes a cluster testing for test bits/s while the media takes
-// media bits/s, the path being known to carry known bits/s: the padding
-// (test x probeOvershoot less the media) in n packets of size bytes over
-// span. The span lets the cluster's excess over the rate it must tell
-// apart empty a probeBucketBytes bucket and then run probeTailTime more.
-// For the upgrade's own rate (test at want) that is the rate tested: a
-// path just short of it must fill. For a cluster that only explores
-// (test under want) it is the known rate: a path still at it fills soon,
-// and one that is not is confirmed by the upgrade's cluster.
-func probePlan(test, want, known, media uint64) (n, size int, span time.Duration) {
+// media bits/s, the path being known to carry known bits/s and to have
+// delivered capacity bits/s when last full (0: unknown): the padding in n
+// packets of size bytes over span, pacing media and padding together at
+// rate. The cluster's excess over floor, the rate it must tell apart,
+// empties a probeBucketBytes bucket and then runs probeTailTime more. For
+// the upgrade's own rate (test at want) floor is that rate: a path just
+// short of it must fill. For a cluster that only explores (test under
+// want) it is the rate the path is known to carry: a path still at it
+// fills soon, and one that is not is confirmed by the upgrade's cluster.
+// Either way floor is at least the capacity the path showed, with
+// probeCountMargin for what a shaper counts that the estimate does not
+// (link-layer framing): the excess must be over the link's real rate.
+//
+// When the overshoot alone would not empty the bucket within
+// probeMaxSpan (a low rate: 1.25 x 300 kbit/s leaves 75 kbit/s, three
+// seconds for 32 kB), the cluster is paced higher: a cluster whose tail is
+// still inside the bucket would confirm a rate the link cannot carry.
+func probePlan(test, want, known, capacity, media uint64) (n, size int, span time.Duration, rate float64) {
 	overshoot, floor := probeConfirmOvershoot, float64(test)
 	if test < want {
 		overshoot, floor = probeOvershoot, float64(min(known, test))
 	}
-	rate := float64(test) * overshoot
+	floor = max(floor, float64(capacity)) * probeCountMargin
+	drainBits := float64(probeBucketBytes * 8)
+	rate = max(float64(test)*overshoot, floor+drainBits/(probeMaxSpan-probeTailTime).Seconds())
 	pad := max(rate-float64(media), float64(test)*(overshoot-1))
-	drain := time.Duration(float64(probeBucketBytes*8) / max(rate-floor, 1) * float64(time.Second))
+	drain := time.Duration(drainBits / max(rate-floor, 1) * float64(time.Second))
 	span = min(max(drain+probeTailTime, probeMinSpan), probeMaxSpan)
 	bytes := int(pad * span.Seconds() / 8)
 	n = min(max(bytes/maxPaddingBytes, probeMinPackets), probeMaxPackets)
 	size = min(max(bytes/n, 1), maxPaddingBytes)
-	return n, size, span
+	return n, size, span, rate
 }
+
+// probeCountMargin is how much more than the estimator a shaper may count
+// of the same packets.
+const probeCountMargin = 1.15
 
 // probeOutcome is what became of a probe cluster.
 type probeOutcome int
@@ -200,7 +215,7 @@ func (p *prober) maybeProbe(now int64, want, media, estimate, capacity uint64, s
 		return false
 	}
 	test, known := probeTest(want, estimate, capacity, p.reach)
-	n, size, span := probePlan(test, want, known, media)
+	n, size, span, _ := probePlan(test, want, known, capacity, media)
 	dt := paddingTrack(subs)
 	if dt == nil {
 		return false

@@ -38,13 +38,9 @@ func TestProber(t *testing.T) {
 	}
 	// 2 Mbit/s times the overshoot, less the media, over the planned span.
 	test, known := probeTest(2_000_000, 1_000_000, 0, 0)
-	n, size, planned := probePlan(test, 2_000_000, known, 500_000)
+	n, size, planned, rate := probePlan(test, 2_000_000, known, 0, 500_000)
 	want := n * size
-	overshoot := probeConfirmOvershoot
-	if test < 2_000_000 {
-		overshoot = probeOvershoot // it explores: 1.5 x the estimate
-	}
-	if wantPad := int((float64(test)*overshoot - 500_000) * planned.Seconds() / 8); want < wantPad*9/10 || want > wantPad*11/10 {
+	if wantPad := int((rate - 500_000) * planned.Seconds() / 8); want < wantPad*9/10 || want > wantPad*11/10 {
 		t.Errorf("plan: %d bytes of padding, want about %d", want, wantPad)
 	}
 	if bytes < want*9/10 || bytes > want*11/10 || len(sent) < probeMinPackets {
@@ -127,19 +123,25 @@ func TestProbePlan(t *testing.T) {
 		{"never under the estimate", 1_800_000, 900_000, 300_000, 500_000, 990_000},
 		{"low rates", 600_000, 500_000, 0, 200_000, 600_000},
 		{"high rates", 10_000_000, 8_000_000, 0, 3_000_000, 10_000_000},
+		{"a link capped at 300 kbit/s", 600_000, 260_000, 310_000, 190_000, 390_000},
 	}
 	for _, tt := range tests {
 		test, known := probeTest(tt.want, tt.estimate, tt.capacity, 0)
 		if test != tt.test {
 			t.Errorf("%s: tests %d, want %d", tt.name, test, tt.test)
 		}
-		n, size, span := probePlan(test, tt.want, known, tt.med)
+		n, size, span, rate := probePlan(test, tt.want, known, tt.capacity, tt.med)
 		overshoot, floor := probeConfirmOvershoot, float64(test)
 		if test < tt.want {
 			overshoot, floor = probeOvershoot, float64(min(known, test))
 		}
-		excess := (float64(test)*overshoot - floor) * (span - probeTailTime).Seconds() / 8
-		if span < probeMaxSpan && excess < probeBucketBytes*0.99 {
+		if rate < float64(test)*overshoot {
+			t.Errorf("%s: paced at %.0f, under %v x the rate tested", tt.name, rate, overshoot)
+		}
+		// The excess over the link's real rate (the capacity known, as a
+		// shaper counts it) empties the bucket before the tail.
+		floor = max(floor, float64(tt.capacity)) * probeCountMargin
+		if excess := (rate - floor) * (span - probeTailTime).Seconds() / 8; excess < probeBucketBytes*0.99 {
 			t.Errorf("%s: span %v lets only %.0f bytes over the rate", tt.name, span, excess)
 		}
 		if span < probeMinSpan || span > probeMaxSpan || n < probeMinPackets || n > probeMaxPackets || size > maxPaddingBytes {
@@ -162,7 +164,7 @@ func TestProberEndsSaturatedCluster(t *testing.T) {
 		t.Fatal("no cluster")
 	}
 	test, known := probeTest(2_000_000, 1_000_000, 0, 0)
-	_, _, planned := probePlan(test, 2_000_000, known, 500_000)
+	_, _, planned, _ := probePlan(test, 2_000_000, known, 0, 500_000)
 	if took := time.Since(start); took > planned/2 {
 		t.Errorf("a saturated cluster ran %v of its %v", took, planned)
 	}

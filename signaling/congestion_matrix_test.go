@@ -143,7 +143,17 @@ func runShapeScenario(t *testing.T, shape linkShape, window time.Duration) {
 	var gapAt time.Time
 	f.gap, gapAt, f.frames = r.watch.decodeGapAt(cam, measureFrom, end)
 	f.gapAt = gapAt.Sub(capped)
-	f.videoPackets, f.videoLost = r.watch.videoLoss(cam, measureFrom, end)
+	var lossAt []time.Time
+	f.videoPackets, f.videoLost, lossAt = r.watch.videoLossAt(cam, measureFrom, end)
+	for _, at := range lossAt {
+		t.Logf("a frame lost packets %v after the cap", at.Sub(capped).Round(time.Millisecond))
+	}
+	if os.Getenv("FANOUT_TEST_LOG") != "" {
+		_, _, early := r.watch.videoLossAt(cam, capped, measureFrom)
+		for _, at := range early {
+			t.Logf("before the window: a frame lost packets %v after the cap", at.Sub(capped).Round(time.Millisecond))
+		}
+	}
 	received, lost := r.watch.window(mic, measureFrom, end)
 	f.audioPackets, f.audioLost = received+lost, lost
 	f.last = r.watch.width(cam)

@@ -147,6 +147,13 @@ func (w *layerWatch) firstDecodedWidth(id string, want int, from time.Time) time
 // whose first or last packet is missing, and one for a frame missing
 // altogether (a gap in picture ids). Padding between frames is not video.
 func (w *layerWatch) videoLoss(id string, from, to time.Time) (packets, lost int) {
+	packets, lost, _ = w.videoLossAt(id, from, to)
+	return packets, lost
+}
+
+// videoLossAt is videoLoss with when each frame that lost packets was
+// first seen (a frame missing altogether counts at the next one's).
+func (w *layerWatch) videoLossAt(id string, from, to time.Time) (packets, lost int, at []time.Time) {
 	w.mu.Lock()
 	var arr []arrival
 	if s := w.streams[id]; s != nil {
@@ -194,6 +201,7 @@ func (w *layerWatch) videoLoss(id string, from, to time.Time) (packets, lost int
 	slices.SortFunc(pids, func(a, b uint16) int { return int(int16(a - b)) })
 	for i, pid := range pids {
 		f := frames[pid]
+		before := lost
 		packets += int(f.hi - f.lo + 1)
 		lost += int(f.hi-f.lo+1) - f.n
 		if !f.start || !f.end {
@@ -206,6 +214,9 @@ func (w *layerWatch) videoLoss(id string, from, to time.Time) (packets, lost int
 				lost += missing
 			}
 		}
+		if lost > before {
+			at = append(at, f.first)
+		}
 	}
-	return packets, lost
+	return packets, lost, at
 }

@@ -149,6 +149,12 @@ type GCC struct {
 	episodeAt   int64
 	episode     bool
 
+	// probeArrival is the arrival of the latest probe packet received
+	// (probeSeen: one was): while the acked window holds it, the acked
+	// bitrate may be a bucket's burst, not the link's rate.
+	probeArrival int64
+	probeSeen    bool
+
 	remb   float64
 	rembAt int64
 	isREMB bool
@@ -184,6 +190,9 @@ func (g *GCC) OnFeedback(now int64, results []PacketResult) {
 			continue
 		}
 		received = true
+		if r.Probe && (!g.probeSeen || r.Arrival > g.probeArrival) {
+			g.probeArrival, g.probeSeen = r.Arrival, true
+		}
 		g.acked.add(r.Arrival, r.Size)
 		g.busy.add(r)
 		d, st := g.groups.add(r.SendTime, r.Arrival)
@@ -205,6 +214,7 @@ func (g *GCC) OnFeedback(now int64, results []PacketResult) {
 	acked, ackedOK := g.acked.rate()
 	delivered := g.deliveredRate(now, signal)
 	if received {
+		g.rate.ackedProbed = g.probeSeen && g.acked.newestArrival()-g.probeArrival < ackedBuckets*ackedBucket
 		g.rate.update(now, signal, acked, ackedOK, delivered, g.rtt)
 	}
 	g.probe.update()
@@ -213,7 +223,13 @@ func (g *GCC) OnFeedback(now int64, results []PacketResult) {
 		g.rate.raise(best)
 	}
 	if c := &g.rate.capacity; full > 0 && (!c.known || full < c.mean) {
-		c.onCongestion(full) // an upper bound on what the path carries
+		// An upper bound on what the path carries. A cluster that ended
+		// early is measured over few packets: it pulls a known capacity
+		// down at most to the low end of its range (congestion of the
+		// media itself resets it), so that one low reading does not start
+		// a new estimate that the media's own acked rate then clears.
+		g.rate.ackedProbed = true
+		g.rate.noteCongestion(full)
 	}
 	if g.loss.update(now, g.current(now), g.rate.rate, delivered) {
 		g.rate.endStartup()

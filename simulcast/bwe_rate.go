@@ -77,6 +77,8 @@ type rateControl struct {
 	lastDecrease int64
 	decreased    bool
 	capacity     linkCapacity
+	// ackedProbed: the acked bitrate of this update counts probe packets.
+	ackedProbed bool
 }
 
 func (r *rateControl) init(rate float64) { *r = rateControl{rate: rate, startup: true} }
@@ -119,21 +121,35 @@ func (r *rateControl) decrease(now int64, acked float64, ackedOK bool, recent fl
 	target := decreaseFactor * r.rate
 	if recent > 0 {
 		target = decreaseFactor * recent
-		r.capacity.onCongestion(recent)
+		r.noteCongestion(recent)
 	} else if ackedOK {
 		target = 0.85 * acked
-		r.capacity.onCongestion(acked)
+		r.noteCongestion(acked)
 	}
 	r.rate = math.Min(r.rate, target)
 	r.startup = false
 	r.lastDecrease, r.decreased = now, true
 }
 
+// noteCongestion folds the rate delivered at a congestion into the link
+// capacity. A probe cluster's own congestion (its packets in the acked
+// window) measures a path that was overfilled and dropping: it pulls a
+// known capacity down at most to the low end of its range.
+func (r *rateControl) noteCongestion(delivered float64) {
+	if r.ackedProbed && r.capacity.known {
+		delivered = max(delivered, r.capacity.lower())
+	}
+	r.capacity.onCongestion(delivered)
+}
+
 // increase grows the rate for dt seconds: fast during start-up,
 // multiplicatively far from the last congestion point, additively near it,
 // never above the acked cap.
 func (r *rateControl) increase(dt, acked float64, ackedOK bool, rtt time.Duration) {
-	if ackedOK && r.capacity.known && acked > r.capacity.upper() {
+	// A probe cluster's padding in the acked window may be a token
+	// bucket's burst at the sender's pace: only the cluster's own result
+	// (raise) tells that the link carries more.
+	if ackedOK && !r.ackedProbed && r.capacity.known && acked > r.capacity.upper() {
 		r.capacity = linkCapacity{}
 	}
 	var next float64
@@ -253,6 +269,9 @@ func (a *ackedRate) recent() float64 {
 	}
 	return float64(sum) * 8 / (float64(ackedRecentSpan*ackedBucket) / 1e9)
 }
+
+// newestArrival is the start of the newest bucket with an arrival.
+func (a *ackedRate) newestArrival() int64 { return a.newest * ackedBucket }
 
 // rate is the acked bitrate, once enough time is measured.
 func (a *ackedRate) rate() (float64, bool) {

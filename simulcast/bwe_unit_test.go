@@ -321,6 +321,45 @@ func TestRateControlRaise(t *testing.T) {
 	}
 }
 
+// TestRateControlProbeCongestion checks that a probe cluster's own
+// congestion, measured while its padding is in the acked window, cannot
+// start a new, lower link capacity nor clear the known one, while the
+// media's own congestion and a probe's result still do.
+func TestRateControlProbeCongestion(t *testing.T) {
+	const rtt = 50 * time.Millisecond
+	tests := []struct {
+		name        string
+		probed      bool
+		overuse     bool
+		rate        float64 // delivered at the overuse, or acked when normal
+		wantKnown   bool
+		wantAtLeast float64 // capacity mean
+		wantAtMost  float64
+	}{
+		{"media congestion far under: a new capacity", false, true, 440e3, true, 440e3, 440e3},
+		{"probe congestion far under: the low end at most", true, true, 440e3, true, 600e3, 700e3},
+		{"media acked far over: forgotten", false, false, 900e3, false, 0, 0},
+		{"probe padding acked far over: kept", true, false, 900e3, true, 700e3, 700e3},
+	}
+	for _, tt := range tests {
+		var r rateControl
+		r.init(2e6)
+		r.update(0, DelayOverusing, 700e3, true, 700e3, rtt)
+		r.ackedProbed = tt.probed
+		sig := DelayNormal
+		if tt.overuse {
+			sig = DelayOverusing
+		}
+		r.update(int64(time.Second), sig, tt.rate, true, tt.rate, rtt)
+		if r.capacity.known != tt.wantKnown {
+			t.Fatalf("%s: capacity known %v, want %v", tt.name, r.capacity.known, tt.wantKnown)
+		}
+		if tt.wantKnown && (r.capacity.mean < tt.wantAtLeast || r.capacity.mean > tt.wantAtMost) {
+			t.Errorf("%s: capacity %.0f, want %.0f-%.0f", tt.name, r.capacity.mean, tt.wantAtLeast, tt.wantAtMost)
+		}
+	}
+}
+
 // lossWin is one loss window: packets of 1000 bytes sent 5 ms apart (the
 // first ones lost), and the cap expected after it.
 type lossWin struct {
