@@ -109,7 +109,7 @@ func (a *allocation) step(now int64) {
 	capacity := a.s.cc.linkCapacity()
 	if out.Probe > estimate && a.probe.maybeProbe(now, max(out.Probe, out.ProbeAll), out.Used, estimate, capacity, a.subs, a.s.cc.probeSaturated, a.stop) {
 		c := a.probe.last
-		a.log.Debug("probe cluster sent", "target_bps", out.Probe, "test_bps", c.test, "estimate_bps", estimate, "capacity_bps", capacity,
+		a.log.Debug("probe cluster sent", "target_bps", out.Probe, "test_bps", c.test, "top_bps", int(c.top), "estimate_bps", estimate, "capacity_bps", capacity,
 			"planned", c.planned, "took", c.took, "filled_path", c.full, "next_in", a.probe.backoff)
 	}
 	clear(a.subs) // hold no subscriptions between steps

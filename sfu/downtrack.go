@@ -160,6 +160,11 @@ type DownTrack struct {
 	// Retransmissions sent (and their bytes) and NACKed packets refused
 	// by the limits, read by RetransmitStats.
 	rtxPackets, rtxBytes, rtxRefused atomic.Uint64
+	// keySeq is the output sequence number of the last keyframe's first
+	// packet, plus keySeqValid; recoverAt when a keyframe was last asked
+	// for because retransmissions gave up (see giveUpRetransmit).
+	keySeq    atomic.Uint32
+	recoverAt atomic.Int64
 }
 
 // NewDownTrack creates a DownTrack for a track; add it to the subscriber's
@@ -500,6 +505,9 @@ func (d *DownTrack) translate(b *binding, p *Packet, sc *writeScratch) (payload 
 	}
 	if d.vp8Sent != nil {
 		d.vp8Sent[seq%vp8History] = sentVP8{seq: seq, pictureID: out.PictureID, tl0: out.TL0PICIDX, keyIdx: out.KEYIDX, valid: p.HasVP8}
+	}
+	if p.Keyframe && p.FrameStart {
+		d.keySeq.Store(uint32(seq) | keySeqValid) // once per keyframe
 	}
 	d.noteForwarded(seq, p.Header.Marker)
 	return payload, seq, ts, keyFor, true

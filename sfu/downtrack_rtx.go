@@ -130,6 +130,9 @@ func (d *DownTrack) retransmit(outSeq uint16) {
 	seen, ok := d.mayRetransmit(outSeq, now)
 	if !ok {
 		d.rtxRefused.Add(1)
+		if seen.count >= maxRetransmits {
+			d.giveUpRetransmit(outSeq, now)
+		}
 		return
 	}
 	n, ok := d.p.Track.ReadCached(int8(src.Layer), src.Seq, d.rtxBuf[:])
@@ -166,6 +169,38 @@ func (d *DownTrack) retransmit(outSeq uint16) {
 	d.write(b, &d.rtx.headerScratch, payload, now)
 	d.rtxPackets.Add(1)
 	d.rtxBytes.Add(uint64(size))
+}
+
+// keySeqValid marks DownTrack.keySeq as set.
+const keySeqValid = 1 << 16
+
+// recoverGap is the least time between two keyframes asked for on a
+// subscriber's behalf because retransmissions gave up.
+const recoverGap = time.Second
+
+// giveUpRetransmit handles a NACK for video packet outSeq that was sent
+// again maxRetransmits times and is still missing: the subscriber cannot
+// decode past it until a keyframe (a link that keeps losing the
+// retransmissions, right after a cap, say). Rather than wait for its PLI,
+// which a receiver that does not decode never sends and a browser sends
+// only once its jitter buffer gives up, the SFU asks the publisher for a
+// keyframe of the layer forwarded, at most once per recoverGap, unless a
+// keyframe was forwarded after the lost packet already.
+func (d *DownTrack) giveUpRetransmit(outSeq uint16, now int64) {
+	if d.kind != webrtc.RTPCodecTypeVideo {
+		return
+	}
+	if k := d.keySeq.Load(); k&keySeqValid != 0 && int16(outSeq-uint16(k)) < 0 {
+		return // before the last keyframe: the decoder no longer needs it
+	}
+	last := d.recoverAt.Load()
+	if now-last < int64(recoverGap) || !d.recoverAt.CompareAndSwap(last, now) {
+		return
+	}
+	if l := d.CurrentLayer(); l >= 0 {
+		d.p.Track.RequestKeyframe(l)
+		d.p.Logger.Debug("keyframe asked for: retransmissions gave up", "track", d.p.Track.ID(), "subscriber", d.p.Subscriber, "seq", outSeq, "layer", l)
+	}
 }
 
 // rewriteCachedVP8 gives a retransmitted VP8 packet the descriptor it was
@@ -206,6 +241,9 @@ func (d *DownTrack) retransmitPadding(b *binding, outSeq uint16, ts uint32) {
 	seen, ok := d.mayRetransmit(outSeq, now)
 	if !ok {
 		d.rtxRefused.Add(1)
+		if seen.count >= maxRetransmits {
+			d.giveUpRetransmit(outSeq, now)
+		}
 		return
 	}
 	d.sendPadding(b, seen, outSeq, ts, now)

@@ -643,3 +643,40 @@ func TestDownTrackRetransmitLimit(t *testing.T) {
 		t.Errorf("%d retransmissions of one packet, want %d", got, maxRetransmits)
 	}
 }
+
+// TestDownTrackRetransmitGiveUp checks that a video packet still NACKed
+// after its last retransmission makes the DownTrack ask the publisher for
+// a keyframe (the subscriber cannot decode past it), unless a keyframe was
+// forwarded after it.
+func TestDownTrackRetransmitGiveUp(t *testing.T) {
+	tests := []struct {
+		name    string
+		steps   string
+		nacked  uint16
+		wantKey bool
+	}{
+		{"lost after the last keyframe", "Kdd", 1001, true},
+		{"lost before a later keyframe", "KdKd", 1001, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up, clock, _ := newFixtureUpTrack(fixtureVP8, 0)
+			w := &recordingWriter{}
+			d := newBoundDownTrack(t, up, "PA_sub", subscriberContext(fixtureVP8, 100, 9, 0, w))
+			driveDownTrack(newMediaSource(up, clock, 1000), d, tt.steps)
+			clock.advance(keyframeRequestInterval) // past the start's request
+			up.pliPending.Store(0)
+			nack := []rtcp.Packet{&rtcp.TransportLayerNack{SenderSSRC: 1, MediaSSRC: 9, Nacks: []rtcp.NackPair{{PacketID: tt.nacked}}}}
+			for i := range maxRetransmits + 1 {
+				if i == maxRetransmits && up.pliPending.Load() != 0 {
+					t.Fatal("a keyframe asked for while retransmissions were left")
+				}
+				d.handleRTCP(nack)
+				time.Sleep(minRetransmitGap + 10*time.Millisecond)
+			}
+			if got := up.pliPending.Load() != 0; got != tt.wantKey {
+				t.Errorf("keyframe asked for: %v, want %v", got, tt.wantKey)
+			}
+		})
+	}
+}

@@ -56,10 +56,11 @@ const (
 	probeBackoffMin = time.Second
 	probeBackoffMax = 3 * time.Second
 	// probeSettle is how long after an upgrade the next cluster waits:
-	// the upgrade starts with a keyframe of the new
-	// layer, and a cluster on top of that burst would fail, or make the
-	// congestion of the upgrade look like the probe's own.
-	probeSettle = time.Second
+	// the upgrade starts with a keyframe of the new layer (a round trip
+	// and a frame or two after the switch), and a cluster on top of that
+	// burst would fail, or make the congestion of the upgrade look like
+	// the probe's own.
+	probeSettle = 500 * time.Millisecond
 )
 
 // probeReach is how far above the path's known rate one cluster tests
@@ -97,45 +98,6 @@ func probeTest(want, estimate, capacity uint64, reach float64) (test, known uint
 // probeAboveEstimate is the least a cluster tests for, over the estimate.
 const probeAboveEstimate = 1.1
 
-// probePlan sizes a cluster testing for test bits/s while the media takes
-// media bits/s, the path being known to carry known bits/s and to have
-// delivered capacity bits/s when last full (0: unknown): the padding in n
-// packets of size bytes over span, pacing media and padding together at
-// rate. The cluster's excess over floor, the rate it must tell apart,
-// empties a probeBucketBytes bucket and then runs probeTailTime more. For
-// the upgrade's own rate (test at want) floor is that rate: a path just
-// short of it must fill. For a cluster that only explores (test under
-// want) it is the rate the path is known to carry: a path still at it
-// fills soon, and one that is not is confirmed by the upgrade's cluster.
-// Either way floor is at least the capacity the path showed, with
-// probeCountMargin for what a shaper counts that the estimate does not
-// (link-layer framing): the excess must be over the link's real rate.
-//
-// When the overshoot alone would not empty the bucket within
-// probeMaxSpan (a low rate: 1.25 x 300 kbit/s leaves 75 kbit/s, three
-// seconds for 32 kB), the cluster is paced higher: a cluster whose tail is
-// still inside the bucket would confirm a rate the link cannot carry.
-func probePlan(test, want, known, capacity, media uint64) (n, size int, span time.Duration, rate float64) {
-	overshoot, floor := probeConfirmOvershoot, float64(test)
-	if test < want {
-		overshoot, floor = probeOvershoot, float64(min(known, test))
-	}
-	floor = max(floor, float64(capacity)) * probeCountMargin
-	drainBits := float64(probeBucketBytes * 8)
-	rate = max(float64(test)*overshoot, floor+drainBits/(probeMaxSpan-probeTailTime).Seconds())
-	pad := max(rate-float64(media), float64(test)*(overshoot-1))
-	drain := time.Duration(drainBits / max(rate-floor, 1) * float64(time.Second))
-	span = min(max(drain+probeTailTime, probeMinSpan), probeMaxSpan)
-	bytes := int(pad * span.Seconds() / 8)
-	n = min(max(bytes/maxPaddingBytes, probeMinPackets), probeMaxPackets)
-	size = min(max(bytes/n, 1), maxPaddingBytes)
-	return n, size, span, rate
-}
-
-// probeCountMargin is how much more than the estimator a shaper may count
-// of the same packets.
-const probeCountMargin = 1.15
-
 // probeOutcome is what became of a probe cluster.
 type probeOutcome int
 
@@ -165,7 +127,8 @@ type prober struct {
 
 // probeCluster describes the last cluster sent, for logs.
 type probeCluster struct {
-	test          uint64 // bits/s tested for
+	test          uint64  // bits/s tested for
+	top           float64 // bits/s the tail was paced at
 	planned, took time.Duration
 	full          bool // ended early: it filled the path
 }
@@ -215,17 +178,17 @@ func (p *prober) maybeProbe(now int64, want, media, estimate, capacity uint64, s
 		return false
 	}
 	test, known := probeTest(want, estimate, capacity, p.reach)
-	n, size, span, _ := probePlan(test, want, known, capacity, media)
+	plan := probePlan(test, want, known, capacity, media)
 	dt := paddingTrack(subs)
 	if dt == nil {
 		return false
 	}
-	ok, full := sendCluster(dt, n, size, span, saturated, stop)
+	ok, full := sendCluster(dt, plan, saturated, stop)
 	if !ok {
 		return false
 	}
 	end := time.Now().UnixNano()
-	p.last = probeCluster{test: test, planned: span, took: time.Duration(end - now), full: full}
+	p.last = probeCluster{test: test, top: plan.top, planned: plan.span, took: time.Duration(end - now), full: full}
 	p.target, p.before, p.sentAt = test, estimate, end
 	p.backoff = min(max(2*p.backoff, probeBackoffMin), probeBackoffMax)
 	p.next = end + int64(p.backoff)
@@ -242,38 +205,4 @@ func paddingTrack(subs []*subscription) *DownTrack {
 		}
 	}
 	return nil
-}
-
-// sendCluster writes n padding packets of size bytes on dt, spread evenly
-// over span in probeSlot steps, and stops early when saturated reports
-// that the cluster filled the path. It reports whether it went out (all
-// of it, or until it saturated).
-func sendCluster(dt *DownTrack, n, size int, span time.Duration, saturated func(since int64) bool, stop <-chan struct{}) (ok, full bool) {
-	since := time.Now().UnixNano()
-	slots := int(span / probeSlot)
-	timer := time.NewTimer(probeSlot)
-	defer timer.Stop()
-	sent := 0
-	for k := 1; k <= slots; k++ {
-		due := n * k / slots
-		if due > sent {
-			if dt.WritePadding(due-sent, size) == 0 {
-				return false, false
-			}
-			sent = due
-		}
-		if k == slots {
-			break
-		}
-		if saturated(since) {
-			return true, true
-		}
-		timer.Reset(probeSlot)
-		select {
-		case <-stop:
-			return false, false
-		case <-timer.C:
-		}
-	}
-	return true, false
 }

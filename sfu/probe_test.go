@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -38,9 +39,11 @@ func TestProber(t *testing.T) {
 	}
 	// 2 Mbit/s times the overshoot, less the media, over the planned span.
 	test, known := probeTest(2_000_000, 1_000_000, 0, 0)
-	n, size, planned, rate := probePlan(test, 2_000_000, known, 0, 500_000)
-	want := n * size
-	if wantPad := int((rate - 500_000) * planned.Seconds() / 8); want < wantPad*9/10 || want > wantPad*11/10 {
+	plan := probePlan(test, 2_000_000, known, 0, 500_000)
+	want, planned := plan.n*plan.size, plan.span
+	// The ramp's mean rate, then the tail's, less the media.
+	pad := ((plan.start+plan.top)/2-500_000)*plan.ramp.Seconds() + (plan.top-500_000)*probeTailTime.Seconds()
+	if wantPad := int(pad / 8); want < wantPad*9/10 || want > wantPad*11/10 {
 		t.Errorf("plan: %d bytes of padding, want about %d", want, wantPad)
 	}
 	if bytes < want*9/10 || bytes > want*11/10 || len(sent) < probeMinPackets {
@@ -130,23 +133,46 @@ func TestProbePlan(t *testing.T) {
 		if test != tt.test {
 			t.Errorf("%s: tests %d, want %d", tt.name, test, tt.test)
 		}
-		n, size, span, rate := probePlan(test, tt.want, known, tt.capacity, tt.med)
+		plan := probePlan(test, tt.want, known, tt.capacity, tt.med)
+		n, size, span := plan.n, plan.size, plan.span
 		overshoot, floor := probeConfirmOvershoot, float64(test)
 		if test < tt.want {
 			overshoot, floor = probeOvershoot, float64(min(known, test))
 		}
-		if rate < float64(test)*overshoot {
-			t.Errorf("%s: paced at %.0f, under %v x the rate tested", tt.name, rate, overshoot)
+		if plan.top < float64(test)*overshoot {
+			t.Errorf("%s: tail paced at %.0f, under %v x the rate tested", tt.name, plan.top, overshoot)
+		}
+		if test < tt.want && plan.start > float64(known) {
+			t.Errorf("%s: the ramp starts at %.0f, above the %d the path is known to carry", tt.name, plan.start, known)
 		}
 		// The excess over the link's real rate (the capacity known, as a
-		// shaper counts it) empties the bucket before the tail.
+		// shaper counts it) empties the bucket by the end of the ramp.
 		floor = max(floor, float64(tt.capacity)) * probeCountMargin
-		if excess := (rate - floor) * (span - probeTailTime).Seconds() / 8; excess < probeBucketBytes*0.99 {
-			t.Errorf("%s: span %v lets only %.0f bytes over the rate", tt.name, span, excess)
+		var excess float64
+		for at := time.Duration(0); at < plan.ramp; at += time.Millisecond {
+			rate := plan.start + (plan.top-plan.start)*at.Seconds()/plan.ramp.Seconds()
+			excess += max(rate-floor, 0) * time.Millisecond.Seconds() / 8
+		}
+		if excess < probeBucketBytes*0.98 {
+			t.Errorf("%s: a %v ramp lets only %.0f bytes over the rate", tt.name, plan.ramp, excess)
 		}
 		if span < probeMinSpan || span > probeMaxSpan || n < probeMinPackets || n > probeMaxPackets || size > maxPaddingBytes {
 			t.Errorf("%s: %d x %d B over %v out of bounds", tt.name, n, size, span)
 		}
+	}
+}
+
+// TestProbeRamp checks that a cluster's padding grows from the rate the path
+// is known to carry: a small bucket empties while the excess is small.
+func TestProbeRamp(t *testing.T) {
+	plan := probePlan(450_000, 600_000, 300_000, 310_000, 190_000)
+	early := plan.paddingBits(100*time.Millisecond) / 0.1
+	tail := (plan.paddingBits(plan.span) - plan.paddingBits(plan.ramp)) / probeTailTime.Seconds()
+	if early > 0.4*tail {
+		t.Errorf("padding at %.0f bit/s over the first 100 ms and %.0f over the tail: no ramp", early, tail)
+	}
+	if got := plan.paddingRate(plan.span); math.Abs(got+plan.media-plan.top) > 1 {
+		t.Errorf("the tail's total rate is %.0f, want the top %.0f", got+plan.media, plan.top)
 	}
 }
 
@@ -164,7 +190,7 @@ func TestProberEndsSaturatedCluster(t *testing.T) {
 		t.Fatal("no cluster")
 	}
 	test, known := probeTest(2_000_000, 1_000_000, 0, 0)
-	_, _, planned, _ := probePlan(test, 2_000_000, known, 0, 500_000)
+	planned := probePlan(test, 2_000_000, known, 0, 500_000).span
 	if took := time.Since(start); took > planned/2 {
 		t.Errorf("a saturated cluster ran %v of its %v", took, planned)
 	}
