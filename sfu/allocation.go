@@ -89,7 +89,7 @@ func (a *allocation) step(now int64) {
 		return
 	}
 	estimate := a.s.cc.estimate()
-	switch a.probe.result(now, estimate) {
+	switch a.probe.result(now, estimate, a.probe.target != 0 && a.s.cc.probeSaturated(a.probe.startAt)) {
 	case probeConfirmed:
 		a.alloc.TrustEstimate()
 		a.log.Debug("probe confirmed", "estimate_bps", estimate)

@@ -116,6 +116,7 @@ const (
 // restored to that, so that probing never costs a subscriber its layer.
 type prober struct {
 	target  uint64 // estimate the pending cluster tests for, 0: none pending
+	startAt int64  // when the pending cluster started
 	before  uint64 // the estimate when the pending cluster was sent
 	sentAt  int64  // when the pending cluster ended
 	next    int64  // earliest start of the next cluster
@@ -142,12 +143,16 @@ func (p *prober) idle() { p.target = 0 }
 
 // result reports, once, that the estimate rose to the pending cluster's
 // target (confirmed: the next step may be probed for after probeSettle), or that it
-// did not within probeResultWait (failed).
-func (p *prober) result(now int64, estimate uint64) probeOutcome {
+// did not within probeResultWait (failed). saturated reports that the
+// estimator saw the cluster fill the path: the estimate may still cross
+// the target (its additive increase, say), but not on this cluster's
+// evidence, so it is no confirmation.
+func (p *prober) result(now int64, estimate uint64, saturated bool) probeOutcome {
 	if p.target == 0 {
 		return probePending
 	}
-	if estimate >= p.target && (estimate > p.before || p.target <= p.before) {
+	filled := saturated || p.last.full
+	if !filled && estimate >= p.target && (estimate > p.before || p.target <= p.before) {
 		p.target, p.backoff, p.next = 0, 0, now
 		p.reach = min(2*max(p.reach, probeReach), probeReachMax)
 		return probeConfirmed
@@ -189,7 +194,7 @@ func (p *prober) maybeProbe(now int64, want, media, estimate, capacity uint64, s
 	}
 	end := time.Now().UnixNano()
 	p.last = probeCluster{test: test, top: plan.top, planned: plan.span, took: time.Duration(end - now), full: full}
-	p.target, p.before, p.sentAt = test, estimate, end
+	p.target, p.before, p.sentAt, p.startAt = test, estimate, end, now
 	p.backoff = min(max(2*p.backoff, probeBackoffMin), probeBackoffMax)
 	p.next = end + int64(p.backoff)
 	return true

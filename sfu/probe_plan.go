@@ -113,27 +113,37 @@ func (p *clusterPlan) paddingBits(t time.Duration) float64 {
 	return bits
 }
 
+// probePacketGap is the longest a cluster goes without a padding packet:
+// the estimator ends a cluster at a pause of 20 ms (simulcast probeGap), so
+// the sparse start of a ramp sends smaller packets rather than fewer.
+const probePacketGap = 3 * probeSlot
+
 // sendCluster writes the plan's padding on dt, slot by slot, and stops
 // early when saturated reports that the cluster filled the path. It
 // reports whether it went out (all of it, or until it saturated).
 func sendCluster(dt *DownTrack, plan clusterPlan, saturated func(since int64) bool, stop <-chan struct{}) (ok, full bool) {
 	since := time.Now().UnixNano()
 	total := plan.paddingBits(plan.span)
+	planned := float64(plan.n * plan.size)
 	slots := int(plan.span / probeSlot)
 	timer := time.NewTimer(probeSlot)
 	defer timer.Stop()
-	sent, bits := 0, 0.0
+	var bits, sentBytes float64
+	idle := time.Duration(0)
 	for k := 1; k <= slots; k++ {
 		bits += plan.paddingRate(time.Duration(k)*probeSlot-probeSlot/2) * probeSlot.Seconds()
-		due := int(math.Round(float64(plan.n) * bits / total))
+		due := planned * bits / total
 		if k == slots {
-			due = plan.n
+			due = planned
 		}
-		if due > sent {
-			if dt.WritePadding(due-sent, plan.size) == 0 {
+		count, size := plan.slotPackets(due-sentBytes, idle)
+		idle += probeSlot
+		if count > 0 {
+			if dt.WritePadding(count, size) == 0 {
 				return false, false
 			}
-			sent = due
+			sentBytes += float64(count * size)
+			idle = 0
 		}
 		if k == slots {
 			break
@@ -149,4 +159,17 @@ func sendCluster(dt *DownTrack, plan clusterPlan, saturated func(since int64) bo
 		}
 	}
 	return true, false
+}
+
+// slotPackets is what one slot sends when pending bytes are due and no
+// padding went out for idle: whole packets of the plan's size, or, once
+// probePacketGap passed without one, a single smaller packet.
+func (p *clusterPlan) slotPackets(pending float64, idle time.Duration) (count, size int) {
+	if n := int(pending) / p.size; n > 0 {
+		return n, p.size
+	}
+	if idle+probeSlot >= probePacketGap && pending >= 1 {
+		return 1, int(pending)
+	}
+	return 0, 0
 }

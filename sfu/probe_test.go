@@ -63,7 +63,7 @@ func TestProber(t *testing.T) {
 	if p.shield(600_000) != 1_000_000 {
 		t.Errorf("pending: allocating by %d, want the estimate from before the cluster", p.shield(600_000))
 	}
-	if got := p.result(late, 600_000); got != probeFailed {
+	if got := p.result(late, 600_000, false); got != probeFailed {
 		t.Errorf("result without the estimate rising: %v, want failed", got)
 	}
 	if p.reach != 0 {
@@ -79,7 +79,7 @@ func TestProber(t *testing.T) {
 		t.Errorf("backoff after a failure: %v", p.backoff)
 	}
 	end = time.Now().UnixNano()
-	p.result(end+int64(probeResultWait)+1, 1_000_000)
+	p.result(end+int64(probeResultWait)+1, 1_000_000, false)
 	if p.maybeProbe(end+int64(2*probeBackoffMin)-int64(100*time.Millisecond), 2_000_000, 500_000, 1_000_000, 0, subs, never, stop) {
 		t.Error("a cluster before the doubled backoff passed")
 	}
@@ -88,13 +88,13 @@ func TestProber(t *testing.T) {
 		t.Fatal("no cluster after the doubled backoff")
 	}
 	// Confirmed: the next step may be probed for at once.
-	if got := p.result(later+int64(100*time.Millisecond), 2_100_000); got != probeConfirmed {
+	if got := p.result(later+int64(100*time.Millisecond), 2_100_000, false); got != probeConfirmed {
 		t.Fatalf("an estimate at the target: %v, want confirmed", got)
 	}
 	if p.reach != 2*probeReach {
 		t.Errorf("reach after a confirmed cluster: %v, want %v", p.reach, 2*probeReach)
 	}
-	if got := p.result(later+int64(200*time.Millisecond), 2_100_000); got != probePending {
+	if got := p.result(later+int64(200*time.Millisecond), 2_100_000, false); got != probePending {
 		t.Errorf("a second result: %v", got)
 	}
 	p.upgraded(later + int64(100*time.Millisecond))
@@ -193,5 +193,31 @@ func TestProberEndsSaturatedCluster(t *testing.T) {
 	planned := probePlan(test, 2_000_000, known, 0, 500_000).span
 	if took := time.Since(start); took > planned/2 {
 		t.Errorf("a saturated cluster ran %v of its %v", took, planned)
+	}
+}
+
+// TestProberFilledClusterIsNoConfirmation checks that an estimate crossing
+// a cluster's target is no confirmation when that cluster filled the path
+// (the estimate rose by other means): the cluster fails at the deadline.
+func TestProberFilledClusterIsNoConfirmation(t *testing.T) {
+	tests := []struct {
+		name                string
+		endedFull, saturate bool
+		want                probeOutcome
+	}{
+		{"clean cluster", false, false, probeConfirmed},
+		{"ended early on saturation", true, false, probeFailed},
+		{"saturated by its tail", false, true, probeFailed},
+	}
+	for _, tt := range tests {
+		now := time.Now().UnixNano()
+		p := prober{target: 500_000, before: 400_000, sentAt: now, last: probeCluster{full: tt.endedFull}}
+		got := p.result(now+int64(100*time.Millisecond), 600_000, tt.saturate)
+		if got == probePending {
+			got = p.result(now+int64(probeResultWait)+1, 600_000, tt.saturate)
+		}
+		if got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

@@ -79,10 +79,17 @@ func TestCongestionMatrix(t *testing.T) {
 		window = w
 	}
 	parallel, _ := strconv.Atoi(os.Getenv("FANOUT_CC_PARALLEL"))
+	if parallel > 1 {
+		// Shapes running side by side see each other's goroutines: the
+		// leak check waits for all of them.
+		checkLeaks(t, vnetDelayLeak)
+	}
 	for _, shape := range ccMatrixShapes() {
 		t.Run(shape.String(), func(t *testing.T) {
 			if parallel > 1 {
 				t.Parallel()
+			} else {
+				checkLeaks(t, vnetDelayLeak)
 			}
 			runShapeScenario(t, shape, window)
 		})
@@ -119,7 +126,7 @@ func (f shapeFigures) String() string {
 
 // runShapeScenario runs the cap, the window and the recovery on one shape.
 func runShapeScenario(t *testing.T, shape linkShape, window time.Duration) {
-	r := startCCRoom(t, "cc-"+shape.String(), unlimited, 1, false)
+	r := newCCRoom(t, "cc-"+shape.String(), unlimited, 1, false)
 	cam, mic := r.cams[0].Sid, r.audio.Sid
 	if _, ok := r.watch.waitWidth(t, cam, highWidth, false, 8*time.Second); !ok {
 		t.Fatalf("unconstrained: width %d 8 s after publishing, want %d", r.watch.width(cam), highWidth)

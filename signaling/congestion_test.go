@@ -42,6 +42,13 @@ type ccRoom struct {
 func startCCRoom(t *testing.T, room string, rate, cams int, screen bool) *ccRoom {
 	t.Helper()
 	checkLeaks(t, vnetDelayLeak)
+	return newCCRoom(t, room, rate, cams, screen)
+}
+
+// newCCRoom is startCCRoom without the goroutine leak check, for tests that
+// run in parallel with others (their parent checks).
+func newCCRoom(t *testing.T, room string, rate, cams int, screen bool) *ccRoom {
+	t.Helper()
 	r := &ccRoom{net: newShapedNet(t)}
 	r.net.SetRate(rate)
 	n := startShapedNode(t, r.net)
