@@ -54,7 +54,7 @@ const (
 	// that got better is noticed within seconds (a lifted cap is found
 	// within probeBackoffMax plus a cluster).
 	probeBackoffMin = time.Second
-	probeBackoffMax = 3 * time.Second
+	probeBackoffMax = 2 * time.Second
 	// probeSettle is how long after an upgrade the next cluster waits:
 	// the upgrade starts with a keyframe of the new layer (a round trip
 	// and a frame or two after the switch), and a cluster on top of that
