@@ -165,6 +165,8 @@ type DownTrack struct {
 	// for because retransmissions gave up (see giveUpRetransmit).
 	keySeq    atomic.Uint32
 	recoverAt atomic.Int64
+	// switchedAt is when the forwarded layer last changed (unix ns).
+	switchedAt atomic.Int64
 }
 
 // NewDownTrack creates a DownTrack for a track; add it to the subscriber's
@@ -557,6 +559,7 @@ func (d *DownTrack) switchTo(l int8) {
 	}
 	d.vp8.Switch()
 	d.switches.Add(1)
+	d.switchedAt.Store(time.Now().UnixNano()) // once per switch
 	if started {
 		d.p.Logger.Debug("layer switch", "track", d.p.Track.ID(), "subscriber", d.p.Subscriber,
 			"from", from, "to", l, "aligned", aligned)

@@ -175,11 +175,19 @@ func (d *DownTrack) retransmit(outSeq uint16) {
 const keySeqValid = 1 << 16
 
 // recoverGap is the least time between two keyframes asked for on a
-// subscriber's behalf because retransmissions gave up.
-const recoverGap = time.Second
+// subscriber's behalf because retransmissions gave up, and
+// recoverAfterSwitch how long after a layer switch none is: a switch down
+// is congestion draining, and a keyframe sent into it is lost too, with
+// the media behind it (the subscriber keeps asking for the packet, so the
+// request comes once the link has drained).
+const (
+	recoverGap         = time.Second
+	recoverAfterSwitch = 1500 * time.Millisecond
+)
 
 // giveUpRetransmit handles a NACK for video packet outSeq that was sent
-// again maxRetransmits times and is still missing: the subscriber cannot
+// again maxRetransmits times and is still missing (and the layer did not
+// change within recoverAfterSwitch): the subscriber cannot
 // decode past it until a keyframe (a link that keeps losing the
 // retransmissions, right after a cap, say). Rather than wait for its PLI,
 // which a receiver that does not decode never sends and a browser sends
@@ -192,6 +200,9 @@ func (d *DownTrack) giveUpRetransmit(outSeq uint16, now int64) {
 	}
 	if k := d.keySeq.Load(); k&keySeqValid != 0 && int16(outSeq-uint16(k)) < 0 {
 		return // before the last keyframe: the decoder no longer needs it
+	}
+	if now-d.switchedAt.Load() < int64(recoverAfterSwitch) {
+		return
 	}
 	last := d.recoverAt.Load()
 	if now-last < int64(recoverGap) || !d.recoverAt.CompareAndSwap(last, now) {

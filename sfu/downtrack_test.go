@@ -650,13 +650,15 @@ func TestDownTrackRetransmitLimit(t *testing.T) {
 // forwarded after it.
 func TestDownTrackRetransmitGiveUp(t *testing.T) {
 	tests := []struct {
-		name    string
-		steps   string
-		nacked  uint16
-		wantKey bool
+		name         string
+		steps        string
+		nacked       uint16
+		justSwitched bool // the stream's start is its last layer switch
+		wantKey      bool
 	}{
-		{"lost after the last keyframe", "Kdd", 1001, true},
-		{"lost before a later keyframe", "KdKd", 1001, false},
+		{"lost after the last keyframe", "Kdd", 1001, false, true},
+		{"lost before a later keyframe", "KdKd", 1001, false, false},
+		{"right after a layer switch", "Kdd", 1001, true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -665,6 +667,9 @@ func TestDownTrackRetransmitGiveUp(t *testing.T) {
 			d := newBoundDownTrack(t, up, "PA_sub", subscriberContext(fixtureVP8, 100, 9, 0, w))
 			driveDownTrack(newMediaSource(up, clock, 1000), d, tt.steps)
 			clock.advance(keyframeRequestInterval) // past the start's request
+			if !tt.justSwitched {
+				d.switchedAt.Store(time.Now().Add(-recoverAfterSwitch).UnixNano())
+			}
 			up.pliPending.Store(0)
 			nack := []rtcp.Packet{&rtcp.TransportLayerNack{SenderSSRC: 1, MediaSSRC: 9, Nacks: []rtcp.NackPair{{PacketID: tt.nacked}}}}
 			for i := range maxRetransmits + 1 {
