@@ -42,6 +42,10 @@ func (b *busyMeter) add(r *PacketResult) {
 	}
 	b.base = min(b.base, owd)
 	if float64(owd-min(b.base, b.prevBase))/1e6 < busyQueuedMs {
+		// Not queued: the packets before it are no run with those after
+		// (the span from one to the other would hold this packet's
+		// serialization without its bytes).
+		b.n = 0
 		return
 	}
 	b.at[b.head], b.size[b.head] = r.Arrival, int32(min(max(r.Size, 0), 1<<20))

@@ -591,4 +591,28 @@ func TestBusyMeter(t *testing.T) {
 	if r := idle.rate(); r != 0 {
 		t.Fatalf("busy rate %.0f without a queue, want 0", r)
 	}
+	// A queue that emptied and formed again: the packet that found it
+	// empty ends the run, so the idle time before it does not count as
+	// serialization (a rate over both runs read a 700 kbit/s link as
+	// 607 kbit/s).
+	var forming busyMeter
+	forming.add(&PacketResult{SendTime: 0, Arrival: 5e9, Size: size, Received: true}) // the base delay
+	arr = 5e9 + 1e9 + 20e6
+	for i := range 12 {
+		send := int64(1e9) + int64(i)*1e6
+		switch {
+		case i == 4: // sent after a pause: the queue is empty
+			send = arr - 5e9 + 50e6
+			arr = 5e9 + send
+		case i > 4:
+			send = arr - 5e9 - 15e6 // 15 ms in the queue
+			arr += serve
+		default:
+			arr += serve
+		}
+		forming.add(&PacketResult{SendTime: send, Arrival: arr, Size: size, Received: true})
+	}
+	if r := forming.rate(); r < 290e3 || r > 310e3 {
+		t.Fatalf("busy rate %.0f across a queue that emptied, want 300k", r)
+	}
 }
