@@ -73,7 +73,8 @@ type AllocTrack struct {
 // Allocation is the result of Allocate.
 type Allocation struct {
 	// Targets are the layers to forward, one per input track in input
-	// order; NoLayer pauses a track. Audio gets Layer{0, 0}.
+	// order; NoLayer pauses a track. Audio gets Layer{0, 0}. The slice is
+	// the Allocator's own: valid until its next Allocate call.
 	Targets []Layer
 	// Used is the bitrate (bits/s) the targets need, audio included, from
 	// the peak measured bitrates.
@@ -172,7 +173,8 @@ type Allocator struct {
 	tracks   map[string]*allocState
 	gen      uint64 // counts Allocate calls, to forget unlisted tracks
 	work     []allocWork
-	trust    bool // TrustEstimate: the next estimate replaces the window
+	targets  []Layer // Allocation.Targets, reused
+	trust    bool    // TrustEstimate: the next estimate replaces the window
 }
 
 // allocState is what the allocator remembers of a track between calls.
@@ -298,7 +300,12 @@ func (a *Allocator) Allocate(now int64, estimate uint64, tracks []AllocTrack) Al
 		low -= min((high-low)/2, low/8)
 		trimTo -= min((high-lowest)/2, lowest/32)
 	}
-	out := Allocation{Targets: make([]Layer, len(tracks))}
+	if cap(a.targets) < len(tracks) {
+		a.targets = make([]Layer, len(tracks))
+	}
+	a.targets = a.targets[:len(tracks)]
+	clear(a.targets)
+	out := Allocation{Targets: a.targets}
 	audio := a.prepare(now, tracks, out.Targets)
 	slices.SortFunc(a.work, allocOrder)
 	tolerant := allocScale(estimate, allocKeepTolerance, 1000, false)

@@ -651,3 +651,23 @@ func TestAllocatorProbeAll(t *testing.T) {
 		t.Errorf("ProbeAll %d, want %d (above the next step's %d)", out.ProbeAll, want, out.Probe)
 	}
 }
+
+// TestAllocateDoesNotAllocate checks that an allocation step, which runs
+// every 100 ms and on every drop of the estimate for each subscriber
+// connection, reuses its memory.
+func TestAllocateDoesNotAllocate(t *testing.T) {
+	a := NewAllocator(AllocatorConfig{})
+	tracks := []AllocTrack{allocMic("TR_mic", 40_000), allocScreen(allocCamT("TR_screen", 300_000, 800_000, 2_000_000)), allocCamT("TR_cam")}
+	i := 0
+	step := func() {
+		got := a.Allocate(int64(i)*int64(250*allocMs), 1_000_000+uint64(i%8)*400_000, tracks)
+		for j := range tracks {
+			tracks[j].Current = got.Targets[j]
+		}
+		i++
+	}
+	step() // the first call sizes the buffers
+	if n := testing.AllocsPerRun(200, step); n != 0 {
+		t.Errorf("%.1f allocations per Allocate, want 0", n)
+	}
+}
