@@ -251,10 +251,7 @@ func (d *DownTrack) retransmitPadding(b *binding, outSeq uint16, ts uint32) {
 	defer d.rtxMu.Unlock()
 	seen, ok := d.mayRetransmit(outSeq, now)
 	if !ok {
-		d.rtxRefused.Add(1)
-		if seen.count >= maxRetransmits {
-			d.giveUpRetransmit(outSeq, now)
-		}
+		d.rtxRefused.Add(1) // padding: the decoder never needed it, no keyframe
 		return
 	}
 	d.sendPadding(b, seen, outSeq, ts, now)

@@ -654,11 +654,13 @@ func TestDownTrackRetransmitGiveUp(t *testing.T) {
 		steps        string
 		nacked       uint16
 		justSwitched bool // the stream's start is its last layer switch
+		padding      bool // a padding packet follows the media: nacked is it
 		wantKey      bool
 	}{
-		{"lost after the last keyframe", "Kdd", 1001, false, true},
-		{"lost before a later keyframe", "KdKd", 1001, false, false},
-		{"right after a layer switch", "Kdd", 1001, true, false},
+		{"lost after the last keyframe", "Kdd", 1001, false, false, true},
+		{"lost before a later keyframe", "KdKd", 1001, false, false, false},
+		{"right after a layer switch", "Kdd", 1001, true, false, false},
+		{"probe padding: the decoder never needs it", "Kdd", 1003, false, true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -666,6 +668,9 @@ func TestDownTrackRetransmitGiveUp(t *testing.T) {
 			w := &recordingWriter{}
 			d := newBoundDownTrack(t, up, "PA_sub", subscriberContext(fixtureVP8, 100, 9, 0, w))
 			driveDownTrack(newMediaSource(up, clock, 1000), d, tt.steps)
+			if tt.padding && d.WritePadding(1, 100) == 0 {
+				t.Fatal("no padding written")
+			}
 			clock.advance(keyframeRequestInterval) // past the start's request
 			if !tt.justSwitched {
 				d.switchedAt.Store(time.Now().Add(-recoverAfterSwitch).UnixNano())
