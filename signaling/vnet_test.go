@@ -2,9 +2,7 @@ package signaling_test
 
 import (
 	"encoding/binary"
-
 	"fmt"
-	"go.uber.org/goleak"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -16,6 +14,7 @@ import (
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/transport/v5/vnet"
 	"github.com/pion/webrtc/v4"
+	"go.uber.org/goleak"
 
 	"github.com/fanout-sfu/fanout/signaling/client"
 )

@@ -228,8 +228,7 @@ func (g *GCC) OnFeedback(now int64, results []PacketResult) {
 		// down at most to the low end of its range (congestion of the
 		// media itself resets it), so that one low reading does not start
 		// a new estimate that the media's own acked rate then clears.
-		g.rate.ackedProbed = true
-		g.rate.noteCongestion(full)
+		g.rate.noteCongestion(full, true)
 	}
 	if g.loss.update(now, g.current(now), g.rate.rate, delivered) {
 		g.rate.endStartup()

@@ -42,9 +42,9 @@ func (b *busyMeter) add(r *PacketResult) {
 	}
 	b.base = min(b.base, owd)
 	if float64(owd-min(b.base, b.prevBase))/1e6 < busyQueuedMs {
-		// Not queued: the packets before it are no run with those after
-		// (the span from one to the other would hold this packet's
-		// serialization without its bytes).
+		// Not queued: the queue emptied, and the run of back-to-back
+		// packets ends here (a span across it would count the link's
+		// idle time as serialization).
 		b.n = 0
 		return
 	}

@@ -121,10 +121,10 @@ func (r *rateControl) decrease(now int64, acked float64, ackedOK bool, recent fl
 	target := decreaseFactor * r.rate
 	if recent > 0 {
 		target = decreaseFactor * recent
-		r.noteCongestion(recent)
+		r.noteCongestion(recent, r.ackedProbed)
 	} else if ackedOK {
 		target = 0.85 * acked
-		r.noteCongestion(acked)
+		r.noteCongestion(acked, r.ackedProbed)
 	}
 	r.rate = math.Min(r.rate, target)
 	r.startup = false
@@ -132,11 +132,12 @@ func (r *rateControl) decrease(now int64, acked float64, ackedOK bool, recent fl
 }
 
 // noteCongestion folds the rate delivered at a congestion into the link
-// capacity. A probe cluster's own congestion (its packets in the acked
-// window) measures a path that was overfilled and dropping: it pulls a
-// known capacity down at most to the low end of its range.
-func (r *rateControl) noteCongestion(delivered float64) {
-	if r.ackedProbed && r.capacity.known {
+// capacity. A probe cluster's own congestion (probed: its packets in the
+// acked window, or its own saturated result) measures a path that was
+// overfilled and dropping: it pulls a known capacity down at most to the
+// low end of its range.
+func (r *rateControl) noteCongestion(delivered float64, probed bool) {
+	if probed && r.capacity.known {
 		delivered = max(delivered, r.capacity.lower())
 	}
 	r.capacity.onCongestion(delivered)
