@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"context"
 	"log/slog"
 	"time"
 
@@ -111,9 +112,23 @@ func (a *allocation) step(now int64) {
 		c := a.probe.last
 		a.log.Debug("probe cluster sent", "target_bps", out.Probe, "test_bps", c.test, "top_bps", int(c.top), "estimate_bps", estimate, "capacity_bps", capacity,
 			"planned", c.planned, "took", c.took, "filled_path", c.full, "next_in", a.probe.backoff)
+		if c.full {
+			a.logProbeVerdict()
+		}
 	}
 	clear(a.subs) // hold no subscriptions between steps
 	a.subs = a.subs[:0]
+}
+
+// logProbeVerdict logs why the cluster just sent was found to fill the path.
+func (a *allocation) logProbeVerdict() {
+	if !a.log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	v := a.s.cc.probeVerdict()
+	a.log.Debug("probe filled the path", "by", v.By, "at_ms", int(v.AtMs), "tail_sent", v.TailSent, "tail_recv", v.TailRecv,
+		"tail_send_bps", int(v.TailSendBps), "tail_recv_bps", int(v.TailRecvBps),
+		"tail_send_span_ms", v.TailSendSpanMs, "tail_recv_span_ms", v.TailRecvSpanMs, "queue_ms", v.QueueMs)
 }
 
 // restoreAfterFailedProbe is the estimate a failed probe's self-inflicted

@@ -82,6 +82,13 @@ func (c *congestion) probeSaturated(since int64) bool {
 	return c.est.ProbeSaturated(since)
 }
 
+// probeVerdict says why the latest probe cluster filled the path.
+func (c *congestion) probeVerdict() simulcast.ProbeVerdict {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.est.ProbeVerdict()
+}
+
 // linkCapacity is what the path delivered when it was last full, 0 when
 // unknown.
 func (c *congestion) linkCapacity() uint64 {

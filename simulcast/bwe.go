@@ -337,6 +337,10 @@ func (g *GCC) ProbeSaturated(since int64) bool {
 	return g.probe.saturated && g.probe.total.firstSend >= since
 }
 
+// ProbeVerdict says why the latest probe cluster was found to fill the
+// path; its By is "" when it was not.
+func (g *GCC) ProbeVerdict() ProbeVerdict { return g.probe.verdict }
+
 // current is the final estimate before clamping: the smallest of the
 // delay-based estimate, the loss-based cap and a current REMB.
 func (g *GCC) current(now int64) float64 {

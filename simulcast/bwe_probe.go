@@ -11,7 +11,7 @@ import "math"
 // the sender's pace, and only then serves at its rate: the head of a
 // cluster says nothing about the link. So a cluster is measured over its
 // tail, the last probeTailSpan of it by send time: the receive rate there
-// (bytes after the tail's first arrival over the tail's arrival span)
+// (bytes between its first and last arrival over that span, spanBytes)
 // against the send rate there. A tail received well under its send rate
 // means the probe filled the path (saturated): the result is then a little
 // under that receive rate (the path's rate, which may still be above what
@@ -45,14 +45,14 @@ const (
 
 // probeSums are the sums of a run of packets of a probe cluster.
 type probeSums struct {
-	sent, recv          int
-	sentBytes           int64
-	recvBytes           int64
-	firstSend, lastSend int64
-	lastSendSize        int
-	firstArr, lastArr   int64
-	firstArrSize        int
-	delaySum            float64 // arrival - send of the received, in ms
+	sent, recv                  int
+	sentBytes                   int64
+	recvBytes                   int64
+	firstSend, lastSend         int64
+	firstSendSize, lastSendSize int
+	firstArr, lastArr           int64
+	firstArrSize, lastArrSize   int
+	delaySum                    float64 // arrival - send of the received, in ms
 }
 
 // meanDelay is the mean arrival - send (ms) of the received packets.
@@ -61,7 +61,7 @@ func (s *probeSums) meanDelay() float64 { return s.delaySum / float64(max(s.recv
 // add counts one packet; base is subtracted from its arrival - send.
 func (s *probeSums) add(r *PacketResult, base int64) {
 	if s.sent == 0 || r.SendTime < s.firstSend {
-		s.firstSend = r.SendTime
+		s.firstSend, s.firstSendSize = r.SendTime, r.Size
 	}
 	if s.sent == 0 || r.SendTime >= s.lastSend {
 		s.lastSend, s.lastSendSize = r.SendTime, r.Size
@@ -75,7 +75,7 @@ func (s *probeSums) add(r *PacketResult, base int64) {
 		s.firstArr, s.firstArrSize = r.Arrival, r.Size
 	}
 	if s.recv == 0 || r.Arrival > s.lastArr {
-		s.lastArr = r.Arrival
+		s.lastArr, s.lastArrSize = r.Arrival, r.Size
 	}
 	s.recv++
 	s.recvBytes += int64(r.Size)
@@ -92,7 +92,7 @@ func (s *probeSums) merge(o *probeSums) {
 		return
 	}
 	if o.firstSend < s.firstSend {
-		s.firstSend = o.firstSend
+		s.firstSend, s.firstSendSize = o.firstSend, o.firstSendSize
 	}
 	if o.lastSend >= s.lastSend {
 		s.lastSend, s.lastSendSize = o.lastSend, o.lastSendSize
@@ -104,7 +104,7 @@ func (s *probeSums) merge(o *probeSums) {
 			s.firstArr, s.firstArrSize = o.firstArr, o.firstArrSize
 		}
 		if s.recv == 0 || o.lastArr > s.lastArr {
-			s.lastArr = o.lastArr
+			s.lastArr, s.lastArrSize = o.lastArr, o.lastArrSize
 		}
 	}
 	s.recv += o.recv
@@ -122,12 +122,24 @@ func (s *probeSums) rates() (recv, send float64, ok bool) {
 	if recvSpan <= 0 {
 		return 0, 0, false
 	}
-	recv = float64(s.recvBytes-int64(s.firstArrSize)) * 8 / (float64(recvSpan) / 1e9)
+	recv = spanBytes(s.recvBytes, s.firstArrSize, s.lastArrSize) * 8 / (float64(recvSpan) / 1e9)
 	send = math.Inf(1)
 	if span := s.lastSend - s.firstSend; span > 0 {
-		send = float64(s.sentBytes-int64(s.lastSendSize)) * 8 / (float64(span) / 1e9)
+		send = spanBytes(s.sentBytes, s.firstSendSize, s.lastSendSize) * 8 / (float64(span) / 1e9)
 	}
 	return recv, send, true
+}
+
+// spanBytes is what a run of packets carried between its first and last
+// (send or arrival) instants: its bytes less half of the first packet and
+// half of the last. Counting the same share of both ends on the send and
+// the receive side keeps a run that mixes media packets of 1,200 bytes with
+// small padding packets from reading a rate difference where there is none:
+// excluding a whole first packet on one side and a whole last on the other
+// biased a sparse tail's two rates by a packet's size (a tenth of the rate
+// over 75 ms at 1 Mbit/s), enough to call an open link full.
+func spanBytes(bytes int64, first, last int) float64 {
+	return float64(bytes) - float64(first+last)/2
 }
 
 // probeMeter measures probe clusters from feedback.
@@ -148,6 +160,22 @@ type probeMeter struct {
 	// saturated: the open cluster's tail was received well under its
 	// send rate (or lost too much): it has filled the path.
 	saturated bool
+	// verdict is what made the open cluster saturated, for logs.
+	verdict ProbeVerdict
+}
+
+// ProbeVerdict says why a probe cluster was found to fill the path: the
+// tail's sums when it was, and the queueing delay growth.
+type ProbeVerdict struct {
+	By             string  // "tail_rate", "tail_loss" or "queueing"; "" when not saturated
+	TailSent       int     // packets sent in the tail
+	TailRecv       int     // of them received
+	TailSendBps    float64 // the tail's send rate
+	TailRecvBps    float64 // the tail's receive rate
+	TailSendSpanMs float64 // first to last send in the tail
+	TailRecvSpanMs float64 // first to last arrival in the tail
+	QueueMs        float64 // latest segment's mean delay over the first's
+	AtMs           float64 // the tail's last send, from the cluster's first
 }
 
 // add takes one reported packet in send order. Media packets sent while a
@@ -182,15 +210,37 @@ func (p *probeMeter) update() {
 	if !p.open || p.saturated {
 		return
 	}
-	if tail, ok := p.tail(); ok {
+	tail, ok := p.tail()
+	if ok {
 		p.saturated = probeTailSaturated(&tail)
 	}
-	p.saturated = p.saturated || p.queueing()
+	q := p.queueDelay()
+	if !p.saturated && q >= probeQueueMs {
+		p.saturated = true
+	}
+	if p.saturated {
+		p.verdict = verdictOf(&tail, q, p.total.firstSend)
+	}
 }
 
-// queueing reports whether the latest segment with enough received
-// packets arrived probeQueueMs later, on average, than the first one.
-func (p *probeMeter) queueing() bool {
+// verdictOf describes a saturated tail t for logs.
+func verdictOf(t *probeSums, queueMs float64, start int64) ProbeVerdict {
+	v := ProbeVerdict{By: "queueing", TailSent: t.sent, TailRecv: t.recv, QueueMs: queueMs,
+		TailSendSpanMs: float64(t.lastSend-t.firstSend) / 1e6, TailRecvSpanMs: float64(t.lastArr-t.firstArr) / 1e6,
+		AtMs: float64(t.lastSend-start) / 1e6}
+	v.TailRecvBps, v.TailSendBps, _ = t.rates()
+	switch {
+	case t.sent >= probeMinPackets && 1-float64(t.recv)/float64(t.sent) > probeMaxLoss:
+		v.By = "tail_loss"
+	case v.TailRecvBps > 0 && v.TailRecvBps < probeSaturated*v.TailSendBps:
+		v.By = "tail_rate"
+	}
+	return v
+}
+
+// queueDelay is how much later, on average, the latest segment with
+// enough received packets arrived than the first one (ms).
+func (p *probeMeter) queueDelay() float64 {
 	first := -1
 	for i := 0; i <= p.last; i++ {
 		if p.segs[i].recv >= probeQueuePackets {
@@ -200,10 +250,10 @@ func (p *probeMeter) queueing() bool {
 	}
 	for i := p.last; i > first && first >= 0; i-- {
 		if p.segs[i].recv >= probeQueuePackets {
-			return p.segs[i].meanDelay()-p.segs[first].meanDelay() >= probeQueueMs
+			return p.segs[i].meanDelay() - p.segs[first].meanDelay()
 		}
 	}
-	return false
+	return 0
 }
 
 // tail sums the last segments of the open cluster that cover

@@ -491,6 +491,45 @@ func TestProbeMeter(t *testing.T) {
 	}
 }
 
+// TestProbeMeterMixedSizes checks that a tail mixing media packets of
+// 1,200 bytes with small padding, arriving exactly as it was sent, is not
+// taken for a full path whatever sizes its ends have: counting a whole
+// first packet out on the receive side and a whole last one on the send
+// side read 0.89 x the send rate here, and stopped clusters on open links.
+func TestProbeMeterMixedSizes(t *testing.T) {
+	tests := []struct {
+		name        string
+		n           int
+		mediaEvery  int
+		first, last int // sizes of the first and last packets
+	}{
+		{"media first, padding last", 18, 4, 1200, 250},
+		{"padding first, media last", 18, 4, 250, 1200},
+		{"media at both ends", 17, 4, 1200, 1200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var p probeMeter
+			for i := range tt.n {
+				size := 250
+				switch {
+				case i == 0:
+					size = tt.first
+				case i == tt.n-1:
+					size = tt.last
+				case i%tt.mediaEvery == 0:
+					size = 1200
+				}
+				p.add(&PacketResult{SendTime: int64(i) * 5 * bweMS, Arrival: (1000 + int64(i)*5) * bweMS, Size: size, Received: true, Probe: true})
+			}
+			p.update()
+			if p.saturated {
+				t.Fatalf("an open path read as full: %+v", p.verdict)
+			}
+		})
+	}
+}
+
 func TestAckedRate(t *testing.T) {
 	tests := []struct {
 		name string
