@@ -191,12 +191,30 @@ func (a *allocation) apply(out simulcast.Allocation, estimate uint64) (up bool) 
 		if to == from {
 			continue
 		}
+		if to.Spatial >= 0 && to.Spatial < from.Spatial {
+			a.holdSwitchKeyframe(sub.dt)
+		}
 		sub.dt.SetTarget(to)
 		up = up || layerAbove(to, from)
 		a.log.Debug("layer allocation", "track", t.ID, "from", layerString(from), "to", layerString(to),
 			"estimate_bps", estimate, "used_bps", out.Used, "probe_bps", out.Probe)
 	}
 	return up
+}
+
+// switchKeyframeHoldMax bounds how long a switch down waits before asking
+// for its keyframe: long enough for a queue of a few keyframes to empty,
+// short against the 2 s a subscriber may take to settle.
+const switchKeyframeHoldMax = 150 * time.Millisecond
+
+// holdSwitchKeyframe makes dt, about to switch down for lack of bandwidth,
+// ask for the new layer's keyframe only once the path's queue (as the
+// latest feedback measured it) has had time to empty: see
+// DownTrack.holdSwitchKeyframe.
+func (a *allocation) holdSwitchKeyframe(dt *DownTrack) {
+	if hold := min(a.s.cc.queueDelay(), switchKeyframeHoldMax); hold > 0 {
+		dt.holdSwitchKeyframe(time.Now().Add(hold).UnixNano())
+	}
 }
 
 // layerAbove reports whether x ranks above y (spatial, then temporal).

@@ -82,6 +82,14 @@ func (c *congestion) probeSaturated(since int64) bool {
 	return c.est.ProbeSaturated(since)
 }
 
+// queueDelay is how long the path's queues held the newest packet
+// reported.
+func (c *congestion) queueDelay() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.est.QueueDelay()
+}
+
 // probeVerdict says why the latest probe cluster filled the path.
 func (c *congestion) probeVerdict() simulcast.ProbeVerdict {
 	c.mu.Lock()

@@ -167,6 +167,9 @@ type DownTrack struct {
 	recoverAt atomic.Int64
 	// switchedAt is when the forwarded layer last changed (unix ns).
 	switchedAt atomic.Int64
+	// keyHold: no keyframe for a switch is asked for before this time
+	// (the track's clock, unix ns; 0: none), see holdSwitchKeyframe.
+	keyHold atomic.Int64
 }
 
 // NewDownTrack creates a DownTrack for a track; add it to the subscriber's
@@ -265,7 +268,11 @@ func (d *DownTrack) Target() simulcast.Layer { return unpackLayer(d.target.Load(
 // pauses video. A lower spatial layer drains the current one (see
 // simulcast.Selector.Drain).
 func (d *DownTrack) SetTarget(l simulcast.Layer) {
-	if old := unpackLayer(d.target.Swap(packLayer(l))); l.Spatial >= 0 && l.Spatial < old.Spatial && d.kind == webrtc.RTPCodecTypeVideo {
+	old := unpackLayer(d.target.Swap(packLayer(l)))
+	if l.Spatial < 0 || l.Spatial > old.Spatial {
+		d.keyHold.Store(0)
+	}
+	if l.Spatial >= 0 && l.Spatial < old.Spatial && d.kind == webrtc.RTPCodecTypeVideo {
 		// Lowered for lack of bandwidth (the allocator is the only
 		// caller): the current layer stops at its next frame, so that the
 		// lower layer's keyframe does not queue behind more of it.
@@ -286,8 +293,8 @@ func (d *DownTrack) SetTarget(l simulcast.Layer) {
 // later. RequestKeyframe only marks the layer (the track rate-limits it),
 // so callers may hold locks.
 func (d *DownTrack) requestWanted() {
-	if d.kind != webrtc.RTPCodecTypeVideo || d.bound.Load() == nil || d.paused.Load() || !d.ready.Load() {
-		return
+	if d.kind != webrtc.RTPCodecTypeVideo || d.bound.Load() == nil || d.paused.Load() || !d.ready.Load() || d.keyHold.Load() != 0 {
+		return // a held request is made by the first packet after the hold
 	}
 	cur := d.current.Load()
 	if cur < 0 {
@@ -296,6 +303,35 @@ func (d *DownTrack) requestWanted() {
 	if want := simulcast.Resolve(d.effectiveTarget().Spatial, d.p.Track.AvailableLayers()); want >= 0 && int32(want) != cur {
 		d.p.Track.RequestKeyframe(want)
 	}
+}
+
+// holdSwitchKeyframe keeps the keyframe a switch down waits for from being
+// asked for before until (the track's clock, unix ns); the next SetTarget
+// lowering the layer takes it. The allocator lowers a layer because the
+// path's queue is full: the current layer stops at its next frame (Drain),
+// and a keyframe asked for at once (the publisher answers within tens of
+// milliseconds) would meet the queue still full of it and lose its tail,
+// which costs the switch a NACK round through that queue (about 400 ms
+// more to the first frame of the new layer behind a 100 ms queue). Held
+// until the queue has had time to empty, it goes through whole.
+func (d *DownTrack) holdSwitchKeyframe(until int64) {
+	if d.kind == webrtc.RTPCodecTypeVideo {
+		d.keyHold.Store(until)
+	}
+}
+
+// keyframeDue reports whether a keyframe for a switch may be asked for at
+// now (the track's clock): no hold, or the hold has passed (and ends).
+func (d *DownTrack) keyframeDue(now int64) bool {
+	h := d.keyHold.Load()
+	if h == 0 {
+		return true
+	}
+	if now < h {
+		return false
+	}
+	d.keyHold.CompareAndSwap(h, 0)
+	return true
 }
 
 // effectiveTarget is the target clamped to the subscriber's maximum.
@@ -410,7 +446,7 @@ func (d *DownTrack) WriteRTP(p *Packet) {
 	}
 	sc := &d.scratch[p.Layer]
 	payload, seq, ts, keyFor, ok := d.translate(b, p, sc)
-	if keyFor >= 0 {
+	if keyFor >= 0 && d.keyframeDue(p.Arrival) {
 		d.p.Track.RequestKeyframe(keyFor)
 	}
 	if !ok {

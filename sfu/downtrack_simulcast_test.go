@@ -596,3 +596,62 @@ func putVP8Fields(p []byte, pid uint16, tl0, tid uint8, sync, key bool) {
 		p[6] = 0x00
 	}
 }
+
+// TestDownTrackHoldsSwitchKeyframe checks that a switch down asks for the
+// new layer's keyframe only once the hold the allocator set has passed
+// (the path's queue has had time to empty), and that a switch up drops a
+// pending hold.
+func TestDownTrackHoldsSwitchKeyframe(t *testing.T) {
+	tests := []struct {
+		name    string
+		hold    time.Duration
+		raise   bool // a switch back up before the hold passes
+		askedAt int  // frames sent after the switch down before the layer-1 keyframe was asked for, -1 never
+	}{
+		{"no hold: at once", 0, false, 0},
+		// The frames at 0, 33 and 66 ms are under the hold: the one at 99 ms asks.
+		{"held for 99 ms", 3 * 33 * time.Millisecond, false, 4},
+		{"a raise ends the hold", time.Second, true, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newSimulcastFixture()
+			w := &recordingWriter{}
+			d := newBoundDownTrack(t, f.up, "PA_sub", subscriberContext(fixtureVP8, 100, 9, 0, w))
+			pid := [3]uint16{10, 3000, 32760}
+			frame := func(l int8, key bool) vp8Frame { pid[l]++; return vp8Frame{key: key, pid: pid[l]} }
+			for i := range 3 {
+				for l := int8(0); l < 3; l++ {
+					f.send(l, frame(l, i == 0))
+				}
+				f.tick()
+			}
+			if d.CurrentLayer() != 2 {
+				t.Fatalf("forwarding layer %d, want 2", d.CurrentLayer())
+			}
+			f.clock.advance(keyframeRequestInterval) // past the start's requests
+			f.up.pliPending.Store(0)
+			if tt.hold > 0 {
+				d.holdSwitchKeyframe(f.clock.now() + int64(tt.hold))
+			}
+			d.SetTarget(simulcast.Layer{Spatial: 1, Temporal: simulcast.AllTemporal})
+			if tt.raise {
+				d.SetTarget(simulcast.Layer{Spatial: 2, Temporal: simulcast.AllTemporal})
+			}
+			asked := -1
+			for i := 0; i < 6 && asked < 0; i++ {
+				if f.up.pliPending.Load()&(1<<1) != 0 {
+					asked = i
+					break
+				}
+				for l := int8(0); l < 3; l++ {
+					f.send(l, frame(l, false))
+				}
+				f.tick()
+			}
+			if asked != tt.askedAt {
+				t.Errorf("layer 1's keyframe asked for %d frames after the switch down, want %d", asked, tt.askedAt)
+			}
+		})
+	}
+}

@@ -337,6 +337,11 @@ func (g *GCC) ProbeSaturated(since int64) bool {
 	return g.probe.saturated && g.probe.total.firstSend >= since
 }
 
+// QueueDelay is how long the newest packet the receiver reported waited in
+// the path's queues, from its one-way delay over the fastest recent
+// packet's: about how long the path takes to empty once the sender stops.
+func (g *GCC) QueueDelay() time.Duration { return time.Duration(g.busy.queueDelay()) }
+
 // ProbeVerdict says why the latest probe cluster was found to fill the
 // path; its By is "" when it was not.
 func (g *GCC) ProbeVerdict() ProbeVerdict { return g.probe.verdict }

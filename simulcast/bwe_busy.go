@@ -29,6 +29,10 @@ type busyMeter struct {
 	base, prevBase int64 // fastest arrival - send, this and the last span
 	baseFrom       int64 // arrival time the current span started
 	based          bool
+
+	// newestArr and queued: the newest arrival reported, and how much
+	// longer than the fastest recent packet it took (ns).
+	newestArr, queued int64
 }
 
 // add takes one received packet.
@@ -41,6 +45,9 @@ func (b *busyMeter) add(r *PacketResult) {
 		b.prevBase, b.base, b.baseFrom = b.base, owd, r.Arrival
 	}
 	b.base = min(b.base, owd)
+	if r.Arrival >= b.newestArr {
+		b.newestArr, b.queued = r.Arrival, owd-min(b.base, b.prevBase)
+	}
 	if float64(owd-min(b.base, b.prevBase))/1e6 < busyQueuedMs {
 		// Not queued: the queue emptied, and the run of back-to-back
 		// packets ends here (a span across it would count the link's
@@ -52,6 +59,10 @@ func (b *busyMeter) add(r *PacketResult) {
 	b.head = (b.head + 1) % busyRing
 	b.n = min(b.n+1, busyRing)
 }
+
+// queueDelay is how long the newest packet reported waited in queues
+// (ns): its one-way delay over the fastest recent packet's.
+func (b *busyMeter) queueDelay() int64 { return max(b.queued, 0) }
 
 // rate is the bottleneck's rate (bits/s) from the queued packets that
 // arrived within busySpan of the newest, or 0 when too few did.

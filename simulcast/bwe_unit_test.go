@@ -609,7 +609,7 @@ func TestBusyMeter(t *testing.T) {
 	const size = 1200
 	serve := int64(size * 8 * 1e9 / 300e3) // ns per packet at 300 kbit/s
 	var b busyMeter
-	send, arr := int64(0), int64(5e9)
+	send, arr, queued := int64(0), int64(5e9), int64(0)
 	for i := range 100 {
 		if i < 20 {
 			arr = 5e9 + send // the bucket: no queueing
@@ -617,18 +617,22 @@ func TestBusyMeter(t *testing.T) {
 			arr = max(arr+serve, 5e9+send)
 		}
 		b.add(&PacketResult{SendTime: send, Arrival: arr, Size: size, Received: true})
+		queued = arr - 5e9 - send
 		send += 6e6 // 1.6 Mbit/s
 	}
 	if r := b.rate(); r < 290e3 || r > 310e3 {
 		t.Fatalf("busy rate %.0f, want 300k", r)
+	}
+	if q := b.queueDelay(); q != queued || q < 1e9 {
+		t.Fatalf("queue delay %d ns, want the newest packet's %d", q, queued)
 	}
 	var idle busyMeter
 	for i := range 100 {
 		at := int64(i) * 6e6
 		idle.add(&PacketResult{SendTime: at, Arrival: 5e9 + at + int64(i%3)*1e6, Size: size, Received: true})
 	}
-	if r := idle.rate(); r != 0 {
-		t.Fatalf("busy rate %.0f without a queue, want 0", r)
+	if r, q := idle.rate(), idle.queueDelay(); r != 0 || q > 2e6 {
+		t.Fatalf("busy rate %.0f, queue delay %d ns without a queue, want 0 and <= 2 ms of jitter", r, q)
 	}
 	// A queue that emptied and formed again: the packet that found it
 	// empty ends the run, so the idle time before it does not count as
