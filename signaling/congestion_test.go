@@ -229,8 +229,8 @@ func TestCongestionScreenShareFirst(t *testing.T) {
 	screenChanges := r.watch.changesSince(screen, from)
 	packets, lost := r.watch.videoLoss(screen, from, to)
 	received := packets - lost
-	t.Logf("congestion-metric: scenario=screen_share_1200k widths(screen,cam1,cam2)=%v screen_changes=%d screen_loss=%.2f%%",
-		widths, len(screenChanges), lossPercent(received, lost))
+	t.Logf("congestion-metric: scenario=screen_share_1200k widths(screen,cam1,cam2)=%v screen_changes=%d screen_loss=%.2f%% tracks(screen,cam1,cam2)=%v",
+		widths, len(screenChanges), lossPercent(received, lost), ids)
 	if widths[0] != mediumWidth || len(screenChanges) != 0 {
 		t.Errorf("screen share: width %d, changes %v; want %d throughout", widths[0], screenChanges, mediumWidth)
 	}

@@ -41,6 +41,9 @@ type node struct {
 }
 
 type nodeOptions struct {
+	// keepDecisions keeps the node's congestion decisions, logged if the
+	// test fails (see decisionLogger).
+	keepDecisions      bool
 	participantTimeout time.Duration
 	departureTimeout   time.Duration
 	qualityInterval    time.Duration
@@ -87,6 +90,9 @@ func startNode(t *testing.T, opts nodeOptions) *node {
 		opts.departureTimeout = 20 * time.Second
 	}
 	log := testLogger()
+	if opts.keepDecisions && os.Getenv("FANOUT_TEST_LOG") == "" {
+		log = decisionLogger(t)
+	}
 	rooms := sfu.NewManager(sfu.ManagerParams{
 		Transport:          tr,
 		ServerInfo:         &livekit.ServerInfo{Version: "test", Protocol: 16, NodeId: "ND_test"},

@@ -185,7 +185,7 @@ func clientOptions(base client.Options, h *vnet.Net) client.Options {
 // startShapedNode starts a node whose media runs on n.
 func startShapedNode(t *testing.T, n *shapedNet) *node {
 	t.Helper()
-	return startNode(t, nodeOptions{net: n.sfu, bindIP: vnetSFU})
+	return startNode(t, nodeOptions{net: n.sfu, bindIP: vnetSFU, keepDecisions: true})
 }
 
 // layerChange is the moment a subscriber's received video changed width.
