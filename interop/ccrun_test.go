@@ -381,7 +381,7 @@ func layerNames(ws []int) string {
 	return strings.Join(names, ">")
 }
 
-var decisionRe = regexp.MustCompile(`msg="(layer allocation|probe[^"]*|bandwidth estimate[^"]*|[^"]*backoff[^"]*)"`)
+var decisionRe = regexp.MustCompile(`msg="(layer allocation|layer switch|probe[^"]*|bandwidth estimate[^"]*|[^"]*backoff[^"]*)"`)
 
 // decisionLines are fanout's debug log lines about identity's layers,
 // probes and estimates, with times relative to t0 (Unix ms).

@@ -95,6 +95,7 @@ func (a *allocation) step(now int64) {
 		a.alloc.TrustEstimate()
 		a.log.Debug("probe confirmed", "estimate_bps", estimate)
 	case probeFailed:
+		a.logProbeVerdict("probe failed")
 		if before := a.restoreAfterFailedProbe(); estimate < before {
 			a.s.cc.restore(before)
 			a.log.Debug("probe failed: estimate restored", "estimate_bps", estimate, "restored_bps", before)
@@ -113,20 +114,24 @@ func (a *allocation) step(now int64) {
 		a.log.Debug("probe cluster sent", "target_bps", out.Probe, "test_bps", c.test, "top_bps", int(c.top), "estimate_bps", estimate, "capacity_bps", capacity,
 			"planned", c.planned, "took", c.took, "filled_path", c.full, "next_in", a.probe.backoff)
 		if c.full {
-			a.logProbeVerdict()
+			a.logProbeVerdict("probe filled the path")
 		}
 	}
 	clear(a.subs) // hold no subscriptions between steps
 	a.subs = a.subs[:0]
 }
 
-// logProbeVerdict logs why the cluster just sent was found to fill the path.
-func (a *allocation) logProbeVerdict() {
+// logProbeVerdict logs, under msg, why the latest cluster was found to
+// fill the path ("none" when it was not).
+func (a *allocation) logProbeVerdict(msg string) {
 	if !a.log.Enabled(context.Background(), slog.LevelDebug) {
 		return
 	}
 	v := a.s.cc.probeVerdict()
-	a.log.Debug("probe filled the path", "by", v.By, "at_ms", int(v.AtMs), "tail_sent", v.TailSent, "tail_recv", v.TailRecv,
+	if v.By == "" {
+		v.By = "none"
+	}
+	a.log.Debug(msg, "by", v.By, "at_ms", int(v.AtMs), "tail_sent", v.TailSent, "tail_recv", v.TailRecv,
 		"tail_send_bps", int(v.TailSendBps), "tail_recv_bps", int(v.TailRecvBps),
 		"tail_send_span_ms", v.TailSendSpanMs, "tail_recv_span_ms", v.TailRecvSpanMs, "queue_ms", v.QueueMs)
 }

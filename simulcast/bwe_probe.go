@@ -167,7 +167,7 @@ type probeMeter struct {
 // ProbeVerdict says why a probe cluster was found to fill the path: the
 // tail's sums when it was, and the queueing delay growth.
 type ProbeVerdict struct {
-	By             string  // "tail_rate", "tail_loss" or "queueing"; "" when not saturated
+	By             string  // "tail_rate", "tail_loss", "queueing" or "cluster_rate"; "" when not full
 	TailSent       int     // packets sent in the tail
 	TailRecv       int     // of them received
 	TailSendBps    float64 // the tail's send rate
@@ -219,13 +219,14 @@ func (p *probeMeter) update() {
 		p.saturated = true
 	}
 	if p.saturated {
-		p.verdict = verdictOf(&tail, q, p.total.firstSend)
+		p.verdict = verdictOf(&tail, q, p.total.firstSend, "queueing")
 	}
 }
 
-// verdictOf describes a saturated tail t for logs.
-func verdictOf(t *probeSums, queueMs float64, start int64) ProbeVerdict {
-	v := ProbeVerdict{By: "queueing", TailSent: t.sent, TailRecv: t.recv, QueueMs: queueMs,
+// verdictOf describes a saturated tail t for logs; by names the test
+// that fired when neither of the tail's did.
+func verdictOf(t *probeSums, queueMs float64, start int64, by string) ProbeVerdict {
+	v := ProbeVerdict{By: by, TailSent: t.sent, TailRecv: t.recv, QueueMs: queueMs,
 		TailSendSpanMs: float64(t.lastSend-t.firstSend) / 1e6, TailRecvSpanMs: float64(t.lastArr-t.firstArr) / 1e6,
 		AtMs: float64(t.lastSend-start) / 1e6}
 	v.TailRecvBps, v.TailSendBps, _ = t.rates()
@@ -283,6 +284,12 @@ func probeTailSaturated(t *probeSums) bool {
 func (p *probeMeter) finish() {
 	p.open = false
 	r, full := p.result()
+	if full && !p.saturated {
+		// Found full only now (the whole cluster's rates, or its final
+		// tail): say why, for the log of its failure.
+		tail, _ := p.tail()
+		p.verdict = verdictOf(&tail, p.queueDelay(), p.total.firstSend, "cluster_rate")
+	}
 	switch {
 	case full && (p.fullBest == 0 || r < p.fullBest):
 		p.fullBest = r
