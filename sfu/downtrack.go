@@ -307,7 +307,7 @@ func (d *DownTrack) requestWanted() {
 
 // holdSwitchKeyframe keeps the keyframe a switch down waits for from being
 // asked for before until (the track's clock, unix ns); the next SetTarget
-// lowering the layer takes it. The allocator lowers a layer because the
+// lowering the layer takes it, and a switch, a raise or a pause ends it. The allocator lowers a layer because the
 // path's queue is full: the current layer stops at its next frame (Drain),
 // and a keyframe asked for at once (the publisher answers within tens of
 // milliseconds) would meet the queue still full of it and lose its tail,
@@ -596,6 +596,7 @@ func (d *DownTrack) switchTo(l int8) {
 	d.vp8.Switch()
 	d.switches.Add(1)
 	d.switchedAt.Store(time.Now().UnixNano()) // once per switch
+	d.keyHold.Store(0)                        // the keyframe it waited for came
 	if started {
 		d.p.Logger.Debug("layer switch", "track", d.p.Track.ID(), "subscriber", d.p.Subscriber,
 			"from", from, "to", l, "aligned", aligned)

@@ -606,12 +606,16 @@ func TestDownTrackHoldsSwitchKeyframe(t *testing.T) {
 		name    string
 		hold    time.Duration
 		raise   bool // a switch back up before the hold passes
+		natural bool // the publisher sends a layer-1 keyframe under the hold
 		askedAt int  // frames sent after the switch down before the layer-1 keyframe was asked for, -1 never
 	}{
-		{"no hold: at once", 0, false, 0},
+		{"no hold: at once", 0, false, false, 0},
 		// The frames at 0, 33 and 66 ms are under the hold: the one at 99 ms asks.
-		{"held for 99 ms", 3 * 33 * time.Millisecond, false, 4},
-		{"a raise ends the hold", time.Second, true, -1},
+		{"held for 99 ms", 3 * 33 * time.Millisecond, false, false, 4},
+		{"a raise ends the hold", time.Second, true, false, -1},
+		// Switched on the publisher's own keyframe: nothing is asked for,
+		// and no hold is left to delay the next switch's request.
+		{"a switch ends the hold", time.Second, false, true, -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -637,6 +641,12 @@ func TestDownTrackHoldsSwitchKeyframe(t *testing.T) {
 			d.SetTarget(simulcast.Layer{Spatial: 1, Temporal: simulcast.AllTemporal})
 			if tt.raise {
 				d.SetTarget(simulcast.Layer{Spatial: 2, Temporal: simulcast.AllTemporal})
+			}
+			if tt.natural {
+				f.send(1, frame(1, true))
+				if d.CurrentLayer() != 1 || d.keyHold.Load() != 0 {
+					t.Fatalf("after layer 1's keyframe: layer %d, hold %d; want 1 and none", d.CurrentLayer(), d.keyHold.Load())
+				}
 			}
 			asked := -1
 			for i := 0; i < 6 && asked < 0; i++ {

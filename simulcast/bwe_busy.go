@@ -45,10 +45,11 @@ func (b *busyMeter) add(r *PacketResult) {
 		b.prevBase, b.base, b.baseFrom = b.base, owd, r.Arrival
 	}
 	b.base = min(b.base, owd)
+	queued := owd - min(b.base, b.prevBase)
 	if r.Arrival >= b.newestArr {
-		b.newestArr, b.queued = r.Arrival, owd-min(b.base, b.prevBase)
+		b.newestArr, b.queued = r.Arrival, queued
 	}
-	if float64(owd-min(b.base, b.prevBase))/1e6 < busyQueuedMs {
+	if float64(queued)/1e6 < busyQueuedMs {
 		// Not queued: the queue emptied, and the run of back-to-back
 		// packets ends here (a span across it would count the link's
 		// idle time as serialization).

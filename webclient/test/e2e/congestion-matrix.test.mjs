@@ -47,7 +47,7 @@ const execFileP = promisify(execFile);
 const NAME = 'congestion-matrix';
 const LK_DIR = join(WEBCLIENT_DIR, 'test', 'e2e', 'lk');
 // Not in make test by default: issue 13 is open on this point (about one
-// run in two finds the lifted cap only after 8 s); make congestion runs
+// run in ten finds the lifted cap only after 8 s); make congestion runs
 // it, FANOUT_CC=short runs the short form.
 const MODE = process.env.FANOUT_CC ?? 'off';
 const FULL = MODE === 'full';
