@@ -105,9 +105,8 @@ const drainMaxFrames = 30
 // then clears its queue before that keyframe, rather than queueing it
 // behind more frames the path cannot carry (behind a token bucket that
 // is seconds of them); the subscriber sees the last frame until the
-// keyframe. Draining ends at the switch, or, once the wanted layer is no
-// longer lower or after drainMaxFrames frames, at the current layer's own
-// next keyframe.
+// keyframe. Draining ends at the switch, when the wanted layer is no
+// longer lower, or after drainMaxFrames frames.
 func (s *Selector) Drain() {
 	if s.current >= 0 && !s.drain {
 		s.drain, s.draining, s.drained = true, false, 0
@@ -138,7 +137,7 @@ func (s *Selector) Select(p PacketInfo, target Layer, avail LayerMask) Decision 
 	}
 	if p.Layer == s.current {
 		if s.drainFrame(p, want) {
-			return Decision{Action: DropInStream, KeyframeFor: s.drainKeyframe(want)}
+			return Decision{Action: DropInStream, KeyframeFor: want}
 		}
 		d := Decision{Action: s.filterTemporal(p, target.Temporal), KeyframeFor: -1}
 		if want != s.current {
@@ -159,17 +158,17 @@ func (s *Selector) Select(p PacketInfo, target Layer, avail LayerMask) Decision 
 }
 
 // drainFrame reports whether packet p of the current layer is dropped
-// while draining (see Drain). Once a frame was dropped, the current layer
-// resumes only at its own keyframe (the frames after a dropped one refer
-// to it): when the wanted layer is no longer lower, or after
-// drainMaxFrames frames without the lower layer's keyframe.
+// while draining (see Drain).
 func (s *Selector) drainFrame(p PacketInfo, want int8) bool {
 	if !s.drain {
 		return false
 	}
+	if want >= s.current {
+		s.drain, s.draining = false, false
+		return false
+	}
 	if p.FrameStart {
-		back := want >= s.current || s.drained >= drainMaxFrames
-		if back && (s.drained == 0 || p.Keyframe) {
+		if s.drained >= drainMaxFrames {
 			s.drain, s.draining = false, false
 			return false
 		}
@@ -177,16 +176,6 @@ func (s *Selector) drainFrame(p PacketInfo, want int8) bool {
 		s.drained++
 	}
 	return s.draining
-}
-
-// drainKeyframe is the layer a dropped packet asks a keyframe of while
-// draining: the lower layer's, or the current layer's once it is to
-// resume.
-func (s *Selector) drainKeyframe(want int8) int8 {
-	if want >= s.current || s.drained > drainMaxFrames {
-		return s.current
-	}
-	return want
 }
 
 // closer reports whether switching to layer l brings the stream closer to
